@@ -1,0 +1,304 @@
+"""Training: tf.data input, augmentation layers, precision and device choice, resumable fits.
+
+``fit(train, val, arch=..., **hp)`` trains one model and returns it with its history. The
+same crop that training uses is stored in the model's input shape, and ``fer.predict``
+reads it from there, so training and inference preprocess identically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fer.config import NUM_CLASSES, RUNS_DIR
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run; a params profile's ``train:`` block fills it."""
+
+    arch: str = "resnet"
+    hp: dict[str, Any] = field(default_factory=dict)  # architecture hyperparameters (models.DEFAULTS)
+    epochs: int = 30
+    batch_size: int = 64
+    optimizer: str = "adamw"  # adamw | sgd (Nesterov momentum 0.9)
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # cosine (with linear warm-up) | plateau
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    mixup: float = 0.0  # MixUp alpha; 0 disables
+    class_weight: str = "none"  # none | balanced | sqrt
+    # augmentation strength
+    flip: bool = True
+    rotation: float = 10.0  # degrees
+    shift: float = 0.0  # fraction of the crop, on top of the random crop
+    zoom: float = 0.1
+    erasing: float = 0.25  # probability of random erasing per image
+    precision: str = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
+    seed: int = 0
+    deterministic: bool = False
+    max_train: int | None = None  # cap on training images (smoke runs)
+    early_stop: int = 0  # patience in epochs on val_accuracy; 0 disables
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
+        return cls(**dict(values))
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU has native bfloat16 math (AVX512-BF16 or AMX); otherwise bf16 is emulated."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
+
+
+def set_precision(policy: str = "auto") -> str:
+    """Set the Keras dtype policy: float16 mixed on GPUs, bfloat16 mixed on CPUs with native
+    bf16, float32 otherwise (emulated bf16 was slower than float32 on an AVX2-only CPU)."""
+    import keras
+    import tensorflow as tf
+
+    if policy == "auto":
+        if tf.config.list_physical_devices("GPU"):
+            policy = "mixed_float16"
+        else:
+            policy = "mixed_bfloat16" if cpu_has_bf16() else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+def strategy():
+    """One device, or ``MirroredStrategy`` over all GPUs when there are several."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def hardware() -> dict[str, Any]:
+    """What trained the model, for the model card."""
+    import tensorflow as tf
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in tf.config.list_physical_devices("GPU")]
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpus": gpus, "tensorflow": tf.__version__}
+
+
+# --------------------------------------------------------------------------- input pipeline
+
+
+def augmenter(cfg: TrainConfig, crop: int):
+    """Augmentation as Keras layers, applied per batch inside tf.data (not saved with the model).
+
+    A random translation by up to the crop margin followed by a centre crop is a random crop
+    of ``crop`` pixels; the rest is flip, small rotation/zoom and random erasing.
+    """
+    import keras
+    from keras import layers
+
+    margin = (48 - crop) / 48 / 2
+    seed = cfg.seed
+    steps: list = []
+    if cfg.flip:
+        steps.append(layers.RandomFlip("horizontal", seed=seed))
+    if cfg.rotation:
+        steps.append(layers.RandomRotation(cfg.rotation / 360.0, fill_mode="reflect", seed=seed + 1))
+    if cfg.zoom:
+        steps.append(layers.RandomZoom((-cfg.zoom, cfg.zoom), fill_mode="reflect", seed=seed + 2))
+    if margin + cfg.shift > 0:
+        s = margin + cfg.shift
+        steps.append(layers.RandomTranslation(s, s, fill_mode="reflect", seed=seed + 3))
+    if crop < 48:
+        steps.append(layers.CenterCrop(crop, crop))
+    if cfg.erasing:
+        steps.append(layers.RandomErasing(factor=cfg.erasing, scale=(0.02, 0.2), value_range=(0, 255), seed=seed + 4))
+    return keras.Sequential(steps, name="augment")
+
+
+def center_crop(x: np.ndarray, crop: int) -> np.ndarray:
+    """Centre crop of ``(N, H, W[, C])`` to ``crop``×``crop`` (what inference without TTA sees)."""
+    h, w = x.shape[1:3]
+    top, left = (h - crop) // 2, (w - crop) // 2
+    return x[:, top : top + crop, left : left + crop]
+
+
+def make_dataset(x: np.ndarray, y: np.ndarray | None, cfg: TrainConfig, crop: int, training: bool):
+    """``tf.data`` of (image float32 ``(B, crop, crop, 1)`` in 0-255, one-hot label) batches."""
+    import keras
+    import tensorflow as tf
+
+    x = x[..., None] if x.ndim == 3 else x
+    if not training:
+        x = center_crop(x, crop)
+    onehot = None if y is None else keras.utils.to_categorical(y, NUM_CLASSES).astype("float32")
+    ds = tf.data.Dataset.from_tensor_slices(x if onehot is None else (x, onehot))
+    if training:
+        ds = ds.shuffle(len(x), seed=cfg.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(cfg.batch_size, drop_remainder=False)
+    if training:
+        aug = augmenter(cfg, crop)
+        mix = keras.layers.MixUp(alpha=cfg.mixup, seed=cfg.seed + 5) if cfg.mixup > 0 else None
+
+        def augment(images, labels):
+            images = aug(tf.cast(images, "float32"), training=True)
+            if mix is not None:
+                out = mix({"images": images, "labels": labels}, training=True)
+                images, labels = out["images"], out["labels"]
+            return images, labels
+
+        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=cfg.deterministic or None)
+    else:
+        ds = ds.map(lambda *t: (tf.cast(t[0], "float32"), *t[1:]))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def class_weights(y: np.ndarray, mode: str) -> dict[int, float] | None:
+    """Per-class loss weights: ``balanced`` = N / (K·n_c); ``sqrt`` = its square root."""
+    if mode == "none":
+        return None
+    counts = np.bincount(y, minlength=NUM_CLASSES).astype(float)
+    w = len(y) / (NUM_CLASSES * np.maximum(counts, 1))
+    if mode == "sqrt":
+        w = np.sqrt(w)
+    elif mode != "balanced":
+        raise ValueError(f"class_weight must be none, balanced or sqrt, not {mode!r}")
+    return {i: float(v) for i, v in enumerate(w)}
+
+
+# --------------------------------------------------------------------------- model and fit
+
+
+def _lr_schedule(cfg: TrainConfig, steps_per_epoch: int):
+    import keras
+
+    if cfg.schedule == "plateau":
+        return cfg.lr
+    if cfg.schedule != "cosine":
+        raise ValueError(f"schedule must be cosine or plateau, not {cfg.schedule!r}")
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = min(total - 1, int(cfg.warmup_epochs * steps_per_epoch))
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=cfg.lr / 10 if warmup else cfg.lr,
+        decay_steps=total - warmup,
+        warmup_target=cfg.lr if warmup else None,
+        warmup_steps=warmup,
+        alpha=0.01,
+    )
+
+
+def compile_model(model, cfg: TrainConfig, steps_per_epoch: int):
+    import keras
+
+    lr = _lr_schedule(cfg, steps_per_epoch)
+    if cfg.optimizer == "adamw":
+        opt = keras.optimizers.AdamW(learning_rate=lr, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "sgd":
+        opt = keras.optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    else:
+        raise ValueError(f"optimizer must be adamw or sgd, not {cfg.optimizer!r}")
+    model.compile(
+        optimizer=opt,
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def fit(
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray] | None,
+    cfg: TrainConfig,
+    run_dir: str | os.PathLike | None = None,
+    callbacks: list | None = None,
+    verbose: int | str = "auto",
+):
+    """Train ``cfg.arch`` on ``train``; validate on ``val``. Returns ``(model, history_dict)``.
+
+    ``run_dir`` holds ``log.csv``, ``best.keras`` (best validation accuracy) and a
+    ``BackupAndRestore`` folder: calling ``fit`` again with the same ``run_dir`` after an
+    interruption resumes from the last finished epoch instead of starting over.
+    """
+    import keras
+    import tensorflow as tf
+
+    from fer import models
+
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    policy = set_precision(cfg.precision)
+    x, y = train
+    if cfg.max_train and len(x) > cfg.max_train:
+        idx = np.random.default_rng(cfg.seed).permutation(len(x))[: cfg.max_train]
+        x, y = x[idx], y[idx]
+    with strategy().scope():
+        model = models.build(cfg.arch, cfg.hp)
+        crop = int(model.input_shape[1])
+        steps = math.ceil(len(x) / cfg.batch_size)
+        compile_model(model, cfg, steps)
+    train_ds = make_dataset(x, y, cfg, crop, training=True)
+    val_ds = make_dataset(*val, cfg, crop, training=False) if val is not None else None
+    cbs = list(callbacks or [])
+    monitor = "val_accuracy" if val is not None else "accuracy"
+    if cfg.schedule == "plateau":
+        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5, patience=3, min_lr=1e-5))
+    if cfg.early_stop:
+        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=cfg.early_stop, restore_best_weights=True))
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps({**asdict(cfg), "policy": policy}, indent=2, default=list))
+        cbs += [
+            keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+            keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
+            keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor=monitor, mode="max", save_best_only=True),
+        ]
+    start = time.time()
+    hist = model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=cfg.epochs,
+        class_weight=class_weights(y, cfg.class_weight),
+        callbacks=cbs,
+        verbose=verbose,
+    )
+    history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
+    history["wall_s"] = time.time() - start
+    history["policy"] = policy
+    history["train_images"] = int(len(x))
+    return model, history
+
+
+def default_run_dir(name: str) -> Path:
+    return RUNS_DIR / name
