@@ -43,3 +43,27 @@ NOTEBOOKS_DIR = PROJECT_DIR / "notebooks"
 WEIGHTS_DIR = PACKAGE_DIR / "weights"
 #: ``../shared`` beside the checkout: the team's data and media (absent on a user's machine).
 SHARED_DIR = _dir("FER_SHARED_DIR", PROJECT_DIR.parent / "shared")
+
+
+#: Parameters every notebook declares (papermill) and every profile may set.
+NOTEBOOK_PARAMETERS = ("data_source", "profile", "seed", "epochs", "max_trials", "interactive")
+
+
+def load_profile(profile: str | os.PathLike) -> dict:
+    """Read a params profile: a name in ``params/`` (``smoke``, ``cpu``, ``full``) or a YAML path.
+
+    A profile is a papermill parameter file: flat notebook parameters (``data_source``,
+    ``seed``, ``epochs``, ``max_trials``, ...) plus ``train``/``lite``/``baseline``/``tune``
+    blocks read by ``fer.train`` and ``fer.tune``.
+    """
+    import yaml
+
+    path = Path(profile)
+    if not path.suffix:
+        path = PARAMS_DIR / f"{profile}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
+        raise FileNotFoundError(f"no params profile {str(profile)!r}; known profiles: {known}")
+    values = yaml.safe_load(path.read_text()) or {}
+    values.setdefault("profile", path.stem)
+    return values
