@@ -1,0 +1,65 @@
+# fer-study: every step of the project as one make target. `make help` lists them.
+#
+# Python: a conda environment when one is active ($CONDA_PREFIX set, see environment.yml),
+# otherwise the project's own .venv, created on first use. `make test` and `make reproduce`
+# create the environment themselves, so they work on a fresh clone.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PROFILE ?= cpu
+#: the interpreter used to create .venv (3.10 or newer)
+BASE_PYTHON ?= python3
+ifdef CONDA_PREFIX
+PYTHON := $(CONDA_PREFIX)/bin/python
+else
+PYTHON := .venv/bin/python
+endif
+# The stamp lives inside the environment: deleting the environment forgets it, and editing
+# pyproject.toml makes it stale, so `make env` reinstalls exactly when needed.
+ENV_STAMP := $(if $(CONDA_PREFIX),$(CONDA_PREFIX),.venv)/.fer-study-installed
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: help env data smoke reproduce reports test lint demo clean
+
+help: ## show this list
+	@echo "usage: make <target> [PROFILE=smoke|cpu|full]"
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+env: $(ENV_STAMP) ## create .venv (unless a conda env is active) and install the project + dev tools
+
+$(ENV_STAMP): pyproject.toml
+ifndef CONDA_PREFIX
+	@test -x $(PYTHON) || $(BASE_PYTHON) -m venv .venv
+endif
+	$(PYTHON) -m pip install --upgrade pip
+	$(PYTHON) -m pip install -e '.[dev]'
+	@touch $@
+
+data: $(ENV_STAMP) ## find FER2013 (FER_DATA, data/raw, or Kaggle via kagglehub) and print its audit
+	$(PYTHON) -m fer data
+
+smoke: $(ENV_STAMP) ## the whole chain on generated data in a few minutes
+	$(PYTHON) -m fer reproduce --profile smoke
+
+reproduce: $(ENV_STAMP) ## train, tune, evaluate and execute every notebook (PROFILE=cpu by default)
+	$(PYTHON) -m fer reproduce --profile $(PROFILE)
+
+reports: $(ENV_STAMP) ## render the already executed notebooks to HTML in reports/
+	$(PYTHON) -m fer reports
+
+test: $(ENV_STAMP) ## run the test suite (tests needing ../shared skip when it is absent)
+	$(PYTHON) -m pytest
+
+lint: $(ENV_STAMP) ## ruff, and check that notebooks are committed without outputs
+	$(PYTHON) -m ruff check .
+	$(if $(wildcard notebooks/*.ipynb),$(PYTHON) -m nbstripout --verify notebooks/*.ipynb)
+
+demo: $(ENV_STAMP) ## start the web app (offline, bundled weights) on http://127.0.0.1:5000
+	$(PYTHON) -m fer serve
+
+clean: ## delete caches and build files (keeps .venv, data/raw, runs/ and fer/weights)
+	find . -path ./.venv -prune -o -name __pycache__ -type d -exec rm -rf {} +
+	rm -rf .pytest_cache .ruff_cache build dist
+	rm -f data/processed/*.npz
