@@ -56,10 +56,90 @@ def cmd_data(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- train
+
+
+def _profile_args(p, models: bool = True) -> None:
+    p.add_argument("--profile", default="cpu", help="params profile: smoke, cpu, full or a YAML path (default: cpu)")
+    p.add_argument("--data", dest="data_source", help="FER2013 zip/folder/CSV, or 'synthetic' (default: the profile's)")
+    p.add_argument("--epochs", type=int, help="override the profile's epochs")
+    p.add_argument("--seed", type=int, help="override the profile's seed")
+
+
+def _load_profile_and_data(args):
+    from fer import config, data
+
+    profile = config.load_profile(args.profile)
+    for key in ("data_source", "epochs", "seed"):
+        if getattr(args, key, None) is not None:
+            profile[key] = getattr(args, key)
+    splits = data.load_source(profile.get("data_source"), seed=profile.get("seed", 0))
+    return profile, splits
+
+
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model from a params profile", description=(
+        "Train the main (block 'train'), lite or baseline model of a params profile. Runs go to "
+        "runs/<profile>/<name>/ (log.csv, best.keras, model.keras, card.json) and resume after an "
+        "interruption. --ship copies the result into fer/weights/ with its model card."))
+    _profile_args(p)
+    p.add_argument("--model", default="train", choices=["train", "lite", "baseline"],
+                   help="profile block to train: train (main model), lite or baseline")
+    p.add_argument("--hp", help="JSON file of hyperparameters overriding the block (e.g. the tuner's best)")
+    p.add_argument("--run-dir", help="where to write the run (default: runs/<profile>/<name>)")
+    p.add_argument("--ship", action="store_true", help="copy the trained model into fer/weights/")
+    p.set_defaults(handler=cmd_train)
+
+
+def cmd_train(args) -> int:
+    from fer import train
+
+    profile, splits = _load_profile_and_data(args)
+    hp = json.loads(open(args.hp).read()) if args.hp else None
+    card = train.run(profile, splits, block=args.model, hp=hp, run_dir=args.run_dir, verbose=2)
+    m = card["metrics"]["validation"]
+    print(f"{card['name']}: {card['params']:,} params, {card['epochs_run']} epochs in "
+          f"{card['train_wall_s'] / 60:.1f} min; {card['data']['validation']} accuracy "
+          f"{m['accuracy_single']:.4f} (flip {m['accuracy_flip']:.4f}, ten-crop {m['accuracy_tencrop']:.4f}), "
+          f"macro-F1 {m['macro_f1_single']:.4f}")
+    if args.ship:
+        run_dir = card["model"] and (args.run_dir or train.RUNS_DIR / str(profile["profile"]) / card["name"])
+        dest = train.ship(run_dir, name="main" if args.model == "train" else card["name"])
+        print(f"shipped {dest} ({dest.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def add_tune(sub) -> None:
+    p = sub.add_parser("tune", help="keras-tuner search over the main model's hyperparameters", description=(
+        "Hyperband (or the profile's tune.algorithm) over width, depth, dropout, learning rate, "
+        "weight decay and augmentation strength. Writes best_hp.json and trials.csv to "
+        "runs/<profile>/tune/; resumes an unfinished search unless --overwrite. "
+        "--train then retrains the main model from the best hyperparameters."))
+    _profile_args(p)
+    p.add_argument("--dir", help="search directory (default: runs/<profile>/tune)")
+    p.add_argument("--overwrite", action="store_true", help="discard an earlier search in --dir")
+    p.add_argument("--train", action="store_true", help="retrain the main model from the best hyperparameters")
+    p.set_defaults(handler=cmd_tune)
+
+
+def cmd_tune(args) -> int:
+    from fer import train, tune
+
+    profile, splits = _load_profile_and_data(args)
+    result = tune.search(profile, splits, directory=args.dir, overwrite=args.overwrite, verbose=2)
+    print(result.table.to_string(max_rows=20))
+    print(f"best hyperparameters ({result.trials} trials): {json.dumps(result.best_hp)}")
+    print(f"saved {result.directory / 'best_hp.json'}")
+    if args.train:
+        card = train.run(profile, splits, block="train", hp=result.best_hp, verbose=2)
+        print(f"retrained main model: {card['metrics']['validation']}")
+    return 0
+
+
 # --------------------------------------------------------------------------- entry point
 
 #: Every command's ``add_*`` function, in the order ``--help`` lists them.
-COMMANDS = [add_data]
+COMMANDS = [add_data, add_train, add_tune]
 
 
 def build_parser() -> argparse.ArgumentParser:

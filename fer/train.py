@@ -302,3 +302,120 @@ def fit(
 
 def default_run_dir(name: str) -> Path:
     return RUNS_DIR / name
+
+
+# --------------------------------------------------------------------------- profiles → runs → shipped model
+
+#: Profile blocks that describe a model to train, and the file name each ships under.
+MODEL_BLOCKS = {"train": "main", "lite": "lite", "baseline": "baseline"}
+
+
+def config_from_profile(profile: Mapping[str, Any], block: str = "train", hp: Mapping[str, Any] | None = None) -> TrainConfig:
+    """The ``TrainConfig`` of one profile block; ``hp`` (e.g. the tuner's best) overrides it.
+
+    The profile's flat ``epochs`` and ``seed`` (the notebook parameters) win over the block's,
+    so ``papermill -p epochs 3`` shortens every training of a notebook run.
+    """
+    values = dict(profile.get(block) or {})
+    if not values:
+        raise ValueError(f"profile {profile.get('profile')!r} has no {block!r} block")
+    values["hp"] = dict(values.get("hp") or {})
+    for key, value in dict(hp or {}).items():
+        if key in TrainConfig.__dataclass_fields__ and key != "hp":
+            values[key] = value
+        else:
+            values["hp"][key] = value
+    for key in ("epochs", "seed"):
+        if profile.get(key) is not None and key not in dict(hp or {}):
+            values[key] = profile[key]
+    return TrainConfig.from_dict(values)
+
+
+def evaluate_model(model, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro-F1 of ``model`` on ``(x, y)``, plain and with flip / ten-crop TTA."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from fer.predict import Classifier
+
+    clf = Classifier(model)
+    out: dict[str, float] = {}
+    for tta in (None, "flip", "tencrop"):
+        pred = clf.predict_proba(x, tta=tta).argmax(axis=1)
+        name = tta or "single"
+        out[f"accuracy_{name}"] = float(accuracy_score(y, pred))
+        out[f"macro_f1_{name}"] = float(f1_score(y, pred, average="macro"))
+    return out
+
+
+def run(
+    profile: Mapping[str, Any],
+    splits: dict,
+    block: str = "train",
+    hp: Mapping[str, Any] | None = None,
+    run_dir: str | os.PathLike | None = None,
+    verbose: int | str = "auto",
+) -> dict[str, Any]:
+    """Train one profile block end to end and write ``model.keras`` + ``card.json`` to ``run_dir``.
+
+    Training images that also occur in an evaluation split, and constant (black) images, are
+    dropped first (``fer.data.clean``), so validation accuracy is measured on unseen faces.
+    Model selection uses ``public_test`` (or ``val``, or a split of train), never a private
+    test. Returns the model card (a dict) with ``model`` (the Keras model) added.
+    """
+    from fer import data
+
+    cfg = config_from_profile(profile, block, hp)
+    name = MODEL_BLOCKS.get(block, block)
+    run_dir = Path(run_dir) if run_dir else RUNS_DIR / str(profile.get("profile", "custom")) / name
+    cleaned = data.clean(splits)
+    train_xy, val_xy = data.training_splits(cleaned, seed=cfg.seed)
+    model, history = fit(train_xy, val_xy, cfg, run_dir=run_dir, verbose=verbose)
+    metrics = evaluate_model(model, *val_xy)
+    val_name = next((s for s in ("val", "public_test") if s in cleaned), "split of train")
+    card = {
+        "name": name,
+        "arch": cfg.arch,
+        "params": int(model.count_params()),
+        "input": {"crop": int(model.input_shape[1]), "size": 48, "channels": 1, "range": "0-255"},
+        "config": asdict(cfg),
+        "epochs_run": len(history.get("loss", [])),
+        "train_wall_s": round(history["wall_s"], 1),
+        "precision": history["policy"],
+        "hardware": hardware(),
+        "data": {
+            "profile": profile.get("profile"),
+            "source": str(profile.get("data_source")),
+            "train_images": history["train_images"],
+            "dropped_from_train": int(len(splits["train"][0]) - len(cleaned["train"][0])),
+            "validation": val_name,
+            "validation_images": int(len(val_xy[0])),
+        },
+        "metrics": {"validation": metrics},
+        "history": {k: v for k, v in history.items() if isinstance(v, list)},
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    model.save(run_dir / "model.keras")
+    (run_dir / "card.json").write_text(json.dumps(card, indent=2, default=list))
+    card["model"] = model
+    return card
+
+
+def ship(run_dir: str | os.PathLike, name: str | None = None, weights_dir: str | os.PathLike | None = None) -> Path:
+    """Copy a run's ``model.keras`` into ``fer/weights/<name>.keras`` with its card + sha256."""
+    import shutil
+
+    from fer.config import WEIGHTS_DIR
+    from fer.predict import sha256
+
+    run_dir = Path(run_dir)
+    card = json.loads((run_dir / "card.json").read_text())
+    name = name or card["name"]
+    dest_dir = Path(weights_dir or WEIGHTS_DIR)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / f"{name}.keras"
+    shutil.copyfile(run_dir / "model.keras", dest)
+    card.pop("history", None)  # the run folder keeps the full curves; the card stays readable
+    card["sha256"] = sha256(dest)
+    card["size_bytes"] = dest.stat().st_size
+    dest.with_suffix(".json").write_text(json.dumps(card, indent=2, default=list) + "\n")
+    return dest

@@ -1,0 +1,167 @@
+"""Hyperparameter search with keras-tuner over architecture, regularisation and augmentation.
+
+``search(profile, splits)`` runs Hyperband (or a Bayesian/random search) on the profile's
+``train`` block, saves the best hyperparameters as JSON and returns them with a trial table.
+The final model is then retrained from those hyperparameters with the full schedule
+(``fer.train.run(profile, splits, hp=result.best_hp)``), not taken from a tuner checkpoint:
+search trials are short, constant-learning-rate runs on a subsample.
+
+The search directory is explicit. Re-running with ``overwrite=False`` resumes an unfinished
+search (and says so); ``overwrite=True`` starts over.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import keras_tuner as kt
+import numpy as np
+
+from fer import train as fer_train
+from fer.config import RUNS_DIR
+
+log = logging.getLogger(__name__)
+
+ALGORITHMS = ("hyperband", "bayesian", "random")
+
+
+@dataclass
+class TuneResult:
+    best_hp: dict[str, Any]  # fed to fer.train.run(..., hp=best_hp)
+    table: Any  # pandas DataFrame: one row per trial, best first
+    directory: Path
+    trials: int
+
+
+def space(hp, arch: str) -> dict[str, Any]:
+    """Declare the search space on ``hp`` and return the chosen values as TrainConfig overrides."""
+    values: dict[str, Any] = {
+        "lr": hp.Float("lr", 5e-4, 5e-3, sampling="log"),
+        "weight_decay": hp.Float("weight_decay", 1e-5, 1e-3, sampling="log"),
+        "dropout": round(hp.Float("dropout", 0.1, 0.5, step=0.1), 2),
+    }
+    strength = hp.Choice("augment", [0.5, 1.0, 1.5])
+    values.update(rotation=10.0 * strength, zoom=0.1 * strength, erasing=min(0.5, 0.25 * strength))
+    if arch == "resnet":
+        base = hp.Choice("width", [32, 48, 64])
+        values["widths"] = [base, 2 * base, 4 * base, 8 * base]
+        values["stem_width"] = hp.Choice("stem_width", [16, 32])
+        values["blocks"] = [int(b) for b in hp.Choice("blocks", ["1111", "1221"])]
+    elif arch == "lite":
+        base = hp.Choice("width", [16, 32])
+        values["widths"] = [2 * base, 4 * base, 8 * base]
+    return values
+
+
+def _split(values: Mapping[str, Any]) -> dict[str, Any]:
+    """TrainConfig fields stay top level; everything else goes to the architecture's ``hp``."""
+    out: dict[str, Any] = {"hp": {}}
+    for k, v in values.items():
+        (out if k in fer_train.TrainConfig.__dataclass_fields__ else out["hp"])[k] = v
+    return out
+
+
+class FerHyperModel(kt.HyperModel):
+    """keras-tuner HyperModel: ``build`` makes the model, ``fit`` builds the matching tf.data."""
+
+    def __init__(self, base: fer_train.TrainConfig, train: tuple, val: tuple):
+        super().__init__(name="fer", tunable=True)
+        self.base, self.train, self.val = base, train, val
+
+    def config(self, hp) -> fer_train.TrainConfig:
+        chosen = _split(space(hp, self.base.arch))
+        hp_arch = {**self.base.hp, **chosen.pop("hp")}
+        return replace(self.base, hp=hp_arch, schedule="plateau", **chosen)
+
+    def build(self, hp):
+        from fer import models
+
+        cfg = self.config(hp)
+        model = models.build(cfg.arch, cfg.hp)
+        fer_train.compile_model(model, cfg, steps_per_epoch=math.ceil(len(self.train[0]) / cfg.batch_size))
+        return model
+
+    def fit(self, hp, model, *args, **kwargs):
+        cfg = self.config(hp)
+        crop = int(model.input_shape[1])
+        train_ds = fer_train.make_dataset(*self.train, cfg, crop, training=True)
+        val_ds = fer_train.make_dataset(*self.val, cfg, crop, training=False)
+        kwargs.pop("validation_data", None)
+        return model.fit(train_ds, validation_data=val_ds, **kwargs)
+
+
+def search(
+    profile: Mapping[str, Any],
+    splits: dict,
+    directory: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    verbose: int = 1,
+) -> TuneResult:
+    """Run the profile's search; write ``best_hp.json`` and ``trials.csv`` into ``directory``."""
+    from fer import data
+
+    opts = dict(profile.get("tune") or {})
+    algorithm = opts.get("algorithm", "hyperband")
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"tune.algorithm must be one of {ALGORITHMS}, not {algorithm!r}")
+    base = fer_train.config_from_profile(profile, "train")
+    fer_train.set_precision(base.precision)
+    directory = Path(directory) if directory else RUNS_DIR / str(profile.get("profile", "custom")) / "tune"
+    cleaned = data.clean(splits)
+    train_xy, val_xy = data.training_splits(cleaned, seed=base.seed)
+    cap = opts.get("max_train")
+    if cap and len(train_xy[0]) > cap:  # stratified subsample keeps the class balance
+        (train_xy, _) = data.split_validation(*train_xy, fraction=1 - cap / len(train_xy[0]), seed=base.seed)
+    epochs = int(opts.get("epochs", 3))
+    common = dict(
+        objective=kt.Objective("val_accuracy", "max"),
+        directory=str(directory),
+        project_name=algorithm,
+        overwrite=overwrite,
+        seed=base.seed,
+    )
+    hypermodel = FerHyperModel(base, train_xy, val_xy)
+    if algorithm == "hyperband":
+        tuner = kt.Hyperband(hypermodel, max_epochs=max(2, epochs), factor=int(opts.get("factor", 3)), **common)
+    elif algorithm == "bayesian":
+        tuner = kt.BayesianOptimization(hypermodel, max_trials=int(profile.get("max_trials", 10)), **common)
+    else:
+        tuner = kt.RandomSearch(hypermodel, max_trials=int(profile.get("max_trials", 10)), **common)
+    done = len(tuner.oracle.trials)
+    if done and not overwrite:
+        print(f"resuming the search in {directory / algorithm} ({done} trials already there); "
+              "pass overwrite=True (--overwrite) to start over")
+    tuner.search(epochs=epochs, verbose=verbose)
+    table = trials_table(tuner)
+    if table.empty:
+        raise RuntimeError(f"no trial of the search in {directory / algorithm} finished; see the errors above")
+    best = tuner.get_best_hyperparameters(1)[0]
+    best_hp = _split(space(best, base.arch))
+    best_hp = {**best_hp.pop("hp"), **best_hp}
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "best_hp.json").write_text(json.dumps(best_hp, indent=2))
+    table.to_csv(directory / "trials.csv")
+    return TuneResult(best_hp=best_hp, table=table, directory=directory, trials=len(table))
+
+
+def trials_table(tuner):
+    """One row per finished trial: its hyperparameters, epochs and best validation accuracy."""
+    import pandas as pd
+
+    rows = []
+    for trial in tuner.oracle.trials.values():
+        if trial.score is None:
+            continue
+        row = {"trial": trial.trial_id, "val_accuracy": float(trial.score)}
+        row.update({k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")})
+        row["epochs"] = trial.hyperparameters.values.get("tuner/epochs", np.nan)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    return df.sort_values("val_accuracy", ascending=False).reset_index(drop=True) if len(df) else df
