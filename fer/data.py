@@ -226,6 +226,17 @@ def _classify_entry(name: str) -> tuple[str, str] | None:
     return split, class_dir
 
 
+def _decode(raw: bytes) -> np.ndarray | None:
+    """Grayscale pixels of an encoded image, or None when it cannot be read (OpenCV raises,
+    rather than returning None, for an empty buffer and some truncated files)."""
+    import cv2
+
+    try:
+        return cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_GRAYSCALE) if raw else None
+    except cv2.error:
+        return None
+
+
 def _load_images(entries: Iterable[tuple[str, object]], source: Path, skip_bad: bool) -> Splits:
     import cv2
 
@@ -244,7 +255,7 @@ def _load_images(entries: Iterable[tuple[str, object]], source: Path, skip_bad: 
         if cls not in CLASSES:
             unknown.add(name.rsplit("/", 1)[0] + "/")
             continue
-        img = cv2.imdecode(np.frombuffer(_read_bytes(handle), np.uint8), cv2.IMREAD_GRAYSCALE)
+        img = _decode(_read_bytes(handle))
         if img is None:
             if not skip_bad:
                 raise DataError(
@@ -330,16 +341,12 @@ def _load_csv(path: Path, skip_bad: bool) -> Splits:
                 text = row[i_px]
             except (IndexError, ValueError):
                 problem = f"expected {len(header)} columns with an integer emotion, got {row[:2]}..."
+            if problem is None and not _NUMBERS.match(text):
+                problem = "pixels has a non-numeric value"  # checked first: numpy raises on it
             if problem is None:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # a short parse is reported below instead
-                    values = np.fromstring(text, dtype=np.int32, sep=" ")
-                if values.size != n_px or not _NUMBERS.match(text):
-                    problem = (
-                        "pixels has a non-numeric value"
-                        if not _NUMBERS.match(text)
-                        else f"pixels has {values.size} values, expected {n_px}"
-                    )
+                values = np.fromstring(text, dtype=np.int32, sep=" ")
+                if values.size != n_px:
+                    problem = f"pixels has {values.size} values, expected {n_px}"
                 elif values.min() < 0 or values.max() > 255:
                     problem = "pixels has values outside 0-255"
             if problem is not None:
@@ -469,7 +476,7 @@ def audit(splits: Splits) -> dict:
     labels_of: dict[int, set[int]] = {}
     size_of: Counter = Counter()
     for split, (_, y) in splits.items():
-        for v, lab in zip(digests[split].tolist(), y.tolist()):
+        for v, lab in zip(digests[split].tolist(), y.tolist(), strict=True):
             labels_of.setdefault(v, set()).add(lab)
             size_of[v] += 1
     conflicting = [v for v, labs in labels_of.items() if len(labs) > 1]
@@ -531,7 +538,7 @@ def clean(
         labels_of: dict[int, set[int]] = {}
         for split, (_, ys) in splits.items():
             ds = d if split == "train" else others[split]
-            for v, lab in zip(ds.tolist(), ys.tolist()):
+            for v, lab in zip(ds.tolist(), ys.tolist(), strict=True):
                 labels_of.setdefault(v, set()).add(lab)
         keep &= np.array([len(labels_of[v]) == 1 for v in d.tolist()], dtype=bool)
     out = dict(splits)
