@@ -269,7 +269,7 @@ def fit(
         compile_model(model, cfg, steps)
     train_ds = make_dataset(x, y, cfg, crop, training=True)
     val_ds = make_dataset(*val, cfg, crop, training=False) if val is not None else None
-    cbs = list(callbacks or [])
+    cbs: list = []
     monitor = "val_accuracy" if val is not None else "accuracy"
     if cfg.schedule == "plateau":
         cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5, patience=3, min_lr=1e-5))
@@ -284,12 +284,14 @@ def fit(
             keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
             keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor=monitor, mode="max", save_best_only=True),
         ]
+    cbs += list(callbacks or [])  # after BackupAndRestore, so an epoch is saved before they run
     start = time.time()
     hist = model.fit(
         train_ds,
         validation_data=val_ds,
         epochs=cfg.epochs,
         class_weight=class_weights(y, cfg.class_weight),
+        shuffle=False,  # tf.data shuffles already
         callbacks=cbs,
         verbose=verbose,
     )

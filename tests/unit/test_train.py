@@ -1,0 +1,131 @@
+"""Training stack on generated data: shapes, budgets, a smoke fit, resume, determinism, TTA."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from fer import data, models, train
+from fer.config import CLASSES
+from fer.predict import Classifier, tta_views
+
+TINY = {"stem_width": 8, "widths": (8, 16, 32, 64), "dropout": 0.1}
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return data.synthetic(n_train=24, n_test=6, seed=1)
+
+
+def tiny_config(**kw):
+    base = dict(arch="resnet", hp=TINY, epochs=1, batch_size=32, lr=3e-3, warmup_epochs=0, precision="float32")
+    return train.TrainConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize(
+    "arch, budget, crop",
+    [("baseline", 4_600_000, 48), ("resnet", 5_000_000, 44), ("lite", 100_000, 44)],
+)
+def test_architectures_output_probabilities_within_budget(arch, budget, crop):
+    model = models.build(arch)
+    assert model.count_params() <= budget
+    assert model.input_shape == (None, crop, crop, 1)
+    out = model(np.random.default_rng(0).uniform(0, 255, (3, crop, crop, 1)).astype("float32"))
+    assert out.shape == (3, len(CLASSES))
+    np.testing.assert_allclose(np.asarray(out).sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_seed_baseline_has_the_seed_shape():
+    model = models.build("baseline")
+    convs = [layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    dense = [layer.units for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert convs == [64, 128, 512, 512]
+    assert dense == [256, 512, len(CLASSES)]
+
+
+def test_unknown_architecture_and_option_are_refused():
+    with pytest.raises(ValueError, match="unknown architecture"):
+        models.build("vgg99")
+    with pytest.raises(ValueError, match="unknown training option"):
+        train.TrainConfig.from_dict({"epochs": 1, "learning_rate": 0.1})
+
+
+def test_profile_block_merges_tuner_hp_and_notebook_overrides():
+    profile = {"profile": "x", "epochs": 3, "seed": 7, "train": {"arch": "resnet", "lr": 0.1, "hp": {"dropout": 0.2}}}
+    cfg = train.config_from_profile(profile, "train", hp={"lr": 0.01, "widths": [8, 16, 32, 64]})
+    assert (cfg.epochs, cfg.seed, cfg.lr) == (3, 7, 0.01)
+    assert cfg.hp == {"dropout": 0.2, "widths": [8, 16, 32, 64]}
+
+
+def test_augmentation_keeps_shape_and_range(splits):
+    x, y = splits["train"]
+    cfg = tiny_config(mixup=0.2)
+    images, labels = next(iter(train.make_dataset(x, y, cfg, crop=40, training=True)))
+    assert images.shape[1:] == (40, 40, 1)
+    assert 0 <= float(images.numpy().min()) and float(images.numpy().max()) <= 255
+    np.testing.assert_allclose(labels.numpy().sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_class_weights_favour_rare_classes():
+    y = np.array([0] * 90 + [1] * 10)
+    w = train.class_weights(y, "balanced")
+    assert w[1] > w[0] and train.class_weights(y, "none") is None
+    assert train.class_weights(y, "sqrt")[1] == pytest.approx(np.sqrt(w[1]))
+
+
+def test_smoke_fit_learns_generated_patterns(splits, tmp_path):
+    model, history = train.fit(splits["train"], splits["public_test"], tiny_config(epochs=4), run_dir=tmp_path, verbose=0)
+    assert history["accuracy"][-1] > 0.5  # 7 classes: chance is 0.14
+    assert (tmp_path / "log.csv").exists() and (tmp_path / "best.keras").exists()
+    assert json.loads((tmp_path / "config.json").read_text())["arch"] == "resnet"
+
+
+class Interrupt(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_fit_resumes_from_last_epoch(splits, tmp_path):
+    cfg = tiny_config(epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(splits["train"], splits["public_test"], cfg, run_dir=tmp_path, callbacks=[Interrupt()], verbose=0)
+    assert (tmp_path / "backup").exists()
+    _, history = train.fit(splits["train"], splits["public_test"], cfg, run_dir=tmp_path, verbose=0)
+    assert len(history["loss"]) == 1  # only the epoch that had not finished ran again
+    epochs = [line.split(",")[0] for line in (tmp_path / "log.csv").read_text().splitlines()[1:]]
+    assert epochs == ["0", "1"]
+
+
+def test_seeded_runs_are_repeatable(splits):
+    cfg = tiny_config(epochs=1, deterministic=True, max_train=64)
+    weights = []
+    for _ in range(2):
+        model, _ = train.fit(splits["train"], None, cfg, verbose=0)
+        weights.append(model.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_tta_views_match_training_crop():
+    faces = np.arange(2 * 48 * 48, dtype=np.uint8).reshape(2, 48, 48) % 251
+    single = tta_views(faces, 44, None)
+    np.testing.assert_array_equal(single[0], train.center_crop(faces, 44))
+    flip = tta_views(faces, 44, "flip")
+    np.testing.assert_array_equal(flip[1], single[0][:, :, ::-1])
+    ten = tta_views(faces, 40, "tencrop")
+    assert ten.shape == (10, 2, 40, 40)
+    np.testing.assert_array_equal(ten[1], faces[:, :40, :40])  # top-left corner
+    with pytest.raises(ValueError, match="tta"):
+        tta_views(faces, 44, "twentycrop")
+
+
+def test_classifier_sees_what_validation_saw(splits):
+    """Classifier preprocessing == the training pipeline's validation preprocessing."""
+    model = models.build("resnet", TINY)
+    x, y = splits["public_test"]
+    batch, _ = next(iter(train.make_dataset(x, y, tiny_config(batch_size=len(x)), crop=44, training=False)))
+    expected = model.predict(batch, verbose=0)
+    got = Classifier(model).predict_proba(x)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
