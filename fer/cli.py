@@ -136,10 +136,31 @@ def cmd_tune(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- serve
+
+
+def add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="start the web app (photo upload and webcam)", description=(
+        "Start the Flask app with the bundled model: a page where you upload a photo or use your "
+        "webcam, POST /api/predict (multipart field 'image') and GET /healthz. Binds to "
+        "127.0.0.1 unless --host says otherwise; works offline."))
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
+    p.set_defaults(handler=cmd_serve)
+
+
+def cmd_serve(args) -> int:
+    from fer import serve
+
+    print("loading the model...", flush=True)
+    serve.serve(host=args.host, port=args.port)  # Flask then prints the address to open
+    return 0
+
+
 # --------------------------------------------------------------------------- entry point
 
 #: Every command's ``add_*`` function, in the order ``--help`` lists them.
-COMMANDS = [add_data, add_train, add_tune]
+COMMANDS = [add_data, add_train, add_tune, add_serve]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,202 @@
+"""The web app through Flask's test client: the page, /healthz, /api/predict and its errors.
+
+The model is replaced by a stub (``create_app(analyze=...)`` or a monkeypatched
+``fer.analyze``) so these tests are fast and test the app, not the model; one test runs the real
+``fer.analyze`` with the bundled model and skips while either is missing.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+
+import fer
+from fer import serve
+from fer.config import CLASSES
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _png(image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", image)
+    assert ok
+    return buf.tobytes()
+
+
+def _stub_faces(image: np.ndarray) -> list[dict]:
+    """Two faces, with numpy scalars as real code may return them."""
+    h, w = image.shape[:2]
+    probs = np.full(7, 0.05, np.float32)
+    probs[CLASSES.index("happy")] = 0.7
+    return [
+        {"box": np.array([1, 2, w // 2, h // 2]), "label": "happy", "probs": dict(zip(CLASSES, probs, strict=True))},
+        {"box": [0, 0, 5, 5], "label": "sad", "probs": {c: float(c == "sad") for c in reversed(CLASSES)}},
+    ]
+
+
+@pytest.fixture
+def seen() -> list[np.ndarray]:
+    return []
+
+
+@pytest.fixture
+def client(seen):
+    def analyze(image):
+        seen.append(image)
+        return _stub_faces(image)
+
+    app = serve.create_app(analyze=analyze, max_upload_bytes=2**20, max_pixels=2_000_000)
+    return app.test_client()
+
+
+def _post(client, data: bytes | None, field: str = "image", filename: str = "photo.png"):
+    payload = {} if data is None else {field: (io.BytesIO(data), filename)}
+    return client.post("/api/predict", data=payload, content_type="multipart/form-data")
+
+
+def test_page_has_upload_webcam_and_script(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert 'type="file"' in html and "webcam" in html.lower() and "app.js" in html
+    for asset in ("/static/app.js", "/static/style.css"):
+        r = client.get(asset)
+        assert r.status_code == 200 and len(r.data) > 500
+        r.close()
+    assert b"getUserMedia" in client.get("/static/app.js").data
+
+
+def test_predict_returns_the_faces_as_plain_json(client, seen):
+    image = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    response = _post(client, _png(image))
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert (body["width"], body["height"]) == (80, 60) and body["ms"] >= 0
+    first, second = body["faces"]
+    assert first["box"] == [1, 2, 40, 30] and first["label"] == "happy"
+    assert list(first["probs"]) == list(CLASSES)
+    assert first["probs"]["happy"] == pytest.approx(0.7)
+    assert list(second["probs"]) == list(CLASSES)  # re-ordered into class order
+    # the model got the uploaded pixels, as BGR
+    assert len(seen) == 1 and np.array_equal(seen[0], image)
+
+
+def test_grayscale_and_jpeg_uploads_become_bgr(client, seen):
+    gray = np.full((50, 50), 128, np.uint8)
+    ok, jpg = cv2.imencode(".jpg", gray)
+    assert _post(client, jpg.tobytes(), filename="x.jpg").status_code == 200
+    assert seen[-1].shape == (50, 50, 3)
+
+
+def test_default_analyze_is_fer_analyze_looked_up_per_request(monkeypatch):
+    calls = []
+    monkeypatch.setattr(fer, "analyze", lambda image, **kw: calls.append(image.shape) or [])
+    response = _post(serve.create_app().test_client(), _png(np.zeros((10, 12, 3), np.uint8)))
+    assert response.status_code == 200 and response.get_json()["faces"] == []
+    assert calls == [(10, 12, 3)]
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "status", "words"),
+    [
+        (None, "image", 400, "field 'image'"),
+        (b"", "image", 400, "empty"),
+        (b"x" * 100, "photo", 400, "field 'image'"),
+        (b"%PDF-1.4 definitely not an image", "image", 415, "not an image"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "image", 415, "not an image"),  # a broken PNG
+        (b"x" * (2**20 + 10), "image", 413, "larger than"),
+    ],
+)
+def test_bad_uploads_get_a_json_4xx(client, seen, data, field, status, words):
+    response = _post(client, data, field=field)
+    assert response.status_code == status
+    assert words in response.get_json()["error"]
+    assert seen == []  # never reached the model
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims to be huge: the header alone must get it refused."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+
+
+def test_too_many_pixels_is_413_before_decoding(client, seen):
+    response = _post(client, _png_header_only(50_000, 50_000))
+    assert response.status_code == 413 and "megapixel" in response.get_json()["error"]
+    big = _png(np.zeros((1500, 1500), np.uint8))  # small file, 2.25 MP > the 2 MP limit
+    assert _post(client, big).status_code == 413
+    assert seen == []
+
+
+def test_unknown_route_and_wrong_method_are_json(client):
+    assert client.get("/nope").get_json()["error"].startswith("Not Found")
+    response = client.get("/api/predict")
+    assert response.status_code == 405 and "error" in response.get_json()
+
+
+def test_a_model_failure_is_json_not_a_trace():
+    from fer.predict import ModelFileError
+
+    def missing(image):
+        raise ModelFileError("no bundled model in fer/weights; train one")
+
+    def broken(image):
+        raise RuntimeError("boom")
+
+    png = _png(np.zeros((8, 8, 3), np.uint8))
+    response = _post(serve.create_app(analyze=missing).test_client(), png)
+    assert response.status_code == 503 and "train one" in response.get_json()["error"]
+    response = _post(serve.create_app(analyze=broken).test_client(), png)
+    assert response.status_code == 500 and "Traceback" not in response.get_data(as_text=True)
+    assert "RuntimeError" in response.get_json()["error"]
+
+
+def test_healthz_reports_the_bundled_model(client, monkeypatch, tmp_path):
+    from fer import predict
+
+    monkeypatch.setattr(predict, "WEIGHTS_DIR", tmp_path)
+    body = client.get("/healthz")
+    assert body.status_code == 503 and body.get_json()["status"] == "no-model"
+    assert str(tmp_path) in body.get_json()["model"]["error"]  # says where it looked
+    (tmp_path / "main.keras").write_bytes(b"model")
+    (tmp_path / "main.json").write_text('{"name": "main", "arch": "resnet", "params": 123, '
+                                        '"metrics": {"validation": {"accuracy_single": 0.7}}}')
+    body = client.get("/healthz").get_json()
+    assert body["status"] == "ok"
+    assert body["model"] == {"available": True, "file": "main.keras", "size_bytes": 5, "name": "main",
+                                  "arch": "resnet", "params": 123, "validation_accuracy": 0.7}
+
+
+def test_cli_serve_binds_localhost_by_default(monkeypatch):
+    from fer import cli
+
+    calls = []
+    monkeypatch.setattr(serve, "serve", lambda **kw: calls.append(kw))
+    assert cli.main(["serve"]) == 0
+    assert cli.main(["serve", "--host", "0.0.0.0", "--port", "8080"]) == 0
+    assert calls == [{"host": "127.0.0.1", "port": 5000}, {"host": "0.0.0.0", "port": 8080}]
+
+
+@pytest.mark.slow
+def test_real_analyze_end_to_end():
+    """The real detector and bundled model behind the endpoint (skips until both exist)."""
+    from fer import predict
+
+    if not hasattr(predict, "analyze"):
+        pytest.skip("fer.predict.analyze is not implemented yet")
+    try:
+        predict.bundled_path()
+    except predict.ModelFileError as err:
+        pytest.skip(str(err))
+    client = serve.create_app().test_client()
+    blank = _post(client, _png(np.full((240, 320, 3), 200, np.uint8)))
+    assert blank.status_code == 200 and blank.get_json()["faces"] == []
+    assert client.get("/healthz").get_json()["status"] == "ok"
