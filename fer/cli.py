@@ -157,10 +157,50 @@ def cmd_serve(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- reports
+
+
+def add_reproduce(sub) -> None:
+    p = sub.add_parser("reproduce", help="execute every notebook with a profile and render the reports", description=(
+        "Run notebooks/01_explore ... 04_webcam_demo in order with papermill (kernel: this "
+        "interpreter) into reports/executed/, convert each to HTML with the code hidden into "
+        "reports/html/, and write reports/html/index.html with the headline metrics. Stops at "
+        "the first failing notebook, naming the cell."))
+    p.add_argument("--profile", default="cpu", help="params profile: smoke, cpu, full or a YAML path (default: cpu)")
+    p.add_argument("--data", dest="data_source", help="FER2013 zip/folder/CSV, or 'synthetic' (default: the profile's)")
+    p.add_argument("--model", dest="model_path", help="model 03/04 evaluate (default: the one 02 trained, else the bundled one)")
+    p.set_defaults(handler=cmd_reproduce)
+
+
+def cmd_reproduce(args) -> int:
+    from fer import reports
+
+    overrides = {"data_source": args.data_source, "model_path": args.model_path}
+    try:
+        reports.reproduce(args.profile, overrides)
+    except reports.NotebookFailed as err:
+        raise CLIError(str(err)) from None
+    return 0
+
+
+def add_reports(sub) -> None:
+    p = sub.add_parser("reports", help="render the already executed notebooks to HTML", description=(
+        "Convert reports/executed/*.ipynb to reports/html/ (code hidden, figures embedded) and "
+        "rewrite reports/html/index.html. Executes nothing."))
+    p.set_defaults(handler=cmd_reports)
+
+
+def cmd_reports(args) -> int:
+    from fer import reports
+
+    reports.render()
+    return 0
+
+
 # --------------------------------------------------------------------------- entry point
 
 #: Every command's ``add_*`` function, in the order ``--help`` lists them.
-COMMANDS = [add_data, add_train, add_tune, add_serve]
+COMMANDS = [add_data, add_train, add_tune, add_serve, add_reproduce, add_reports]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -67,3 +67,14 @@ def load_profile(profile: str | os.PathLike) -> dict:
     values = yaml.safe_load(path.read_text()) or {}
     values.setdefault("profile", path.stem)
     return values
+
+
+def notebook_profile(profile: str | os.PathLike, **parameters) -> dict:
+    """A profile with a notebook's parameters applied on top (``None`` keeps the profile's value).
+
+    The ``parameters`` cell of every notebook names the same values; this is how a cell turns
+    them into the dict ``fer.train.run`` and ``fer.tune.search`` read.
+    """
+    values = load_profile(profile)
+    values.update({k: v for k, v in parameters.items() if v is not None})
+    return values

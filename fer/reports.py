@@ -1,0 +1,248 @@
+"""Reports: execute the notebooks with papermill and render them to HTML with code hidden.
+
+``reproduce(profile)`` runs ``notebooks/0*.ipynb`` in order with the profile's parameters into
+``reports/executed/``, converts each into ``reports/html/`` and writes ``reports/html/index.html``
+with the headline numbers from ``reports/metrics/<profile>.json``. ``render()`` does only the
+conversion, for notebooks already executed. The kernel is always the interpreter running this
+code, so a report never silently uses another environment's packages.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from fer.config import NOTEBOOKS_DIR, REPORTS_DIR, load_profile
+
+KERNEL_NAME = "fer-study-python"
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised while executing; the message names the cell and the executed copy."""
+
+
+def notebooks(directory: str | os.PathLike = NOTEBOOKS_DIR) -> list[Path]:
+    """The numbered notebooks (``01_...`` to ``0N_...``) in the order they run."""
+    found = sorted(p for p in Path(directory).glob("[0-9][0-9]_*.ipynb"))
+    if not found:
+        raise FileNotFoundError(f"no numbered notebooks (01_*.ipynb ...) in {directory}")
+    return found
+
+
+def notebook_parameters(profile: dict[str, Any], notebook: str | os.PathLike) -> dict[str, Any]:
+    """The profile's flat values that ``notebook`` declares in its ``parameters`` cell.
+
+    Blocks (``train:``, ``tune:`` ...) are not parameters: notebooks read them from the
+    profile by name, so only scalars travel.
+    """
+    import papermill as pm
+
+    declared = pm.inspect_notebook(str(notebook))
+    return {k: v for k, v in profile.items() if k in declared and not isinstance(v, (dict, list))}
+
+
+@contextmanager
+def current_interpreter_kernel() -> Iterator[str]:
+    """A temporary kernelspec that starts ``sys.executable`` (found first via ``JUPYTER_PATH``)."""
+    with tempfile.TemporaryDirectory(prefix="fer-kernel-") as tmp:
+        spec = Path(tmp) / "kernels" / KERNEL_NAME
+        spec.mkdir(parents=True)
+        (spec / "kernel.json").write_text(json.dumps({
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": f"Python ({sys.executable})", "language": "python",
+        }))
+        old = os.environ.get("JUPYTER_PATH")
+        os.environ["JUPYTER_PATH"] = os.pathsep.join([tmp, old] if old else [tmp])
+        try:
+            yield KERNEL_NAME
+        finally:
+            if old is None:
+                os.environ.pop("JUPYTER_PATH", None)
+            else:
+                os.environ["JUPYTER_PATH"] = old
+
+
+def execute(
+    notebook: str | os.PathLike,
+    parameters: dict[str, Any],
+    out_dir: str | os.PathLike,
+    kernel_name: str,
+    timeout: int | None = None,
+) -> Path:
+    """Run one notebook with papermill into ``out_dir``; raise :class:`NotebookFailed` naming the cell."""
+    import papermill as pm
+
+    notebook = Path(notebook)
+    dest = Path(out_dir) / notebook.name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        pm.execute_notebook(
+            str(notebook), str(dest), parameters=parameters, kernel_name=kernel_name,
+            cwd=str(notebook.parent), progress_bar=False, log_output=False, execution_timeout=timeout,
+        )
+    except pm.PapermillExecutionError as err:
+        first = next((ln for ln in err.source.splitlines() if ln.strip() and not ln.startswith("#")), "")
+        raise NotebookFailed(
+            f"{notebook.name} failed in cell {err.exec_count} (`{first.strip()[:80]}`): "
+            f"{err.ename}: {err.evalue}\n  the executed copy with the full traceback: {dest}"
+        ) from None
+    return dest
+
+
+def to_html(executed: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """Convert an executed notebook to standalone HTML: no code, no prompts, no stderr noise.
+
+    Figures stay embedded (``<img src="data:image/png;base64,...">``), so the file can be
+    mailed or committed on its own.
+    """
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(str(executed), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.get("outputs", []) if not (o.output_type == "stream" and o.name == "stderr")]
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nb)
+    dest = Path(out_dir) / (Path(executed).stem + ".html")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(body, encoding="utf-8")
+    return dest
+
+
+def reproduce(
+    profile: str,
+    overrides: dict[str, Any] | None = None,
+    reports_dir: str | os.PathLike = REPORTS_DIR,
+    notebook_dir: str | os.PathLike = NOTEBOOKS_DIR,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Execute every notebook with ``profile`` and render the reports; return the index page.
+
+    Stops at the first failing notebook (:class:`NotebookFailed`); the notebooks before it
+    keep their reports.
+    """
+    values = load_profile(profile)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    reports_dir = Path(reports_dir)
+    executed_dir, html_dir = reports_dir / "executed", reports_dir / "html"
+    books = notebooks(notebook_dir)
+    total_start = time.time()
+    with current_interpreter_kernel() as kernel:
+        for i, nb in enumerate(books, 1):
+            start = time.time()
+            log(f"[{i}/{len(books)}] {nb.stem}: running (profile {values['profile']}) ...")
+            done = execute(nb, notebook_parameters(values, nb), executed_dir, kernel)
+            page = to_html(done, html_dir)
+            log(f"[{i}/{len(books)}] {nb.stem}: ok in {time.time() - start:.0f} s -> {page}")
+    index = write_index(html_dir, reports_dir)
+    log(f"all {len(books)} notebooks in {time.time() - total_start:.0f} s; index: {index}")
+    return index
+
+
+def render(reports_dir: str | os.PathLike = REPORTS_DIR, log: Callable[[str], None] = print) -> Path:
+    """Convert the already executed notebooks in ``reports/executed`` to HTML, and the index."""
+    reports_dir = Path(reports_dir)
+    executed = sorted((reports_dir / "executed").glob("[0-9][0-9]_*.ipynb"))
+    if not executed:
+        raise FileNotFoundError(
+            f"no executed notebooks in {reports_dir / 'executed'}; run `python -m fer reproduce` first.")
+    for nb in executed:
+        log(f"{nb.name} -> {to_html(nb, reports_dir / 'html')}")
+    index = write_index(reports_dir / "html", reports_dir)
+    log(f"index: {index}")
+    return index
+
+
+# --------------------------------------------------------------------------- index page
+
+
+def _executed_info(path: Path) -> dict[str, Any]:
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    title = next((ln.lstrip("# ").strip() for c in nb.cells if c.cell_type == "markdown"
+                  for ln in c.source.splitlines() if ln.startswith("# ")), path.stem)
+    pm_meta = nb.metadata.get("papermill", {})
+    return {"title": title, "parameters": pm_meta.get("parameters", {}),
+            "end": pm_meta.get("end_time"), "seconds": pm_meta.get("duration")}
+
+
+def headline(metrics: dict[str, Any]) -> list[str]:
+    """One-line facts from ``reports/metrics/<profile>.json`` for the index page."""
+    lines = []
+    ev = metrics.get("evaluate", {})
+    for split, m in ev.get("splits", {}).items():
+        if "accuracy" in m:
+            lo, hi = m.get("accuracy_ci", [float("nan")] * 2)
+            lines.append(f"{split}: accuracy {100 * m['accuracy']:.1f} % (95 % CI {100 * lo:.1f}-{100 * hi:.1f}), "
+                         f"macro-F1 {m['macro_f1']:.3f}, ECE {m['ece']:.3f}, {m['images']} images")
+    if "unseen_public_test" in ev:
+        u = ev["unseen_public_test"]
+        lines.append(f"PublicTest images not in train: accuracy {100 * u['accuracy']:.1f} % on {u['images']} images")
+    if "latency" in ev:
+        lines.append(f"latency: {ev['latency']['ms_per_image_batch1']:.1f} ms per face alone, "
+                     f"{ev['latency']['images_per_s_batched']:.0f} faces/s batched (CPU)")
+    if ev.get("model"):
+        lines.append(f"model evaluated: {ev['model']}")
+    for name, m in metrics.get("train", {}).get("models", {}).items():
+        lines.append(f"{name}: {m.get('params', 0):,} params, validation accuracy "
+                     f"{100 * m.get('val_accuracy', float('nan')):.1f} % ({m.get('source', '')})")
+    return lines
+
+
+def write_index(html_dir: str | os.PathLike, reports_dir: str | os.PathLike = REPORTS_DIR) -> Path:
+    """``index.html``: each report with its title, the profile, data source, date and headline numbers."""
+    html_dir, reports_dir = Path(html_dir), Path(reports_dir)
+    pages = sorted(html_dir.glob("[0-9][0-9]_*.html"))
+    infos = {}
+    for page in pages:
+        executed = reports_dir / "executed" / f"{page.stem}.ipynb"
+        infos[page.stem] = _executed_info(executed) if executed.exists() else {"title": page.stem, "parameters": {}}
+    params = next((i["parameters"] for i in infos.values() if i["parameters"]), {})
+    profile = params.get("profile", "?")
+    metrics = {}
+    path = Path(reports_dir) / "metrics" / f"{profile}.json"
+    if path.exists():
+        metrics = json.loads(path.read_text())
+    data = params.get("data_source") or metrics.get("explore", {}).get("source") or "located automatically (FER_DATA / data/raw / Kaggle)"
+    ends = [i.get("end") for i in infos.values() if i.get("end")]
+    date = max(ends)[:16].replace("T", " ") + " UTC" if ends else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    esc = html.escape
+    items = "\n".join(
+        f'<li><a href="{esc(p.name)}">{esc(infos[p.stem]["title"])}</a> <small>({esc(p.name)}'
+        + (f", {infos[p.stem]['seconds']:.0f} s" if infos[p.stem].get("seconds") else "") + ")</small></li>"
+        for p in pages)
+    facts = "\n".join(f"<li>{esc(line)}</li>" for line in headline(metrics)) or "<li>no metrics recorded</li>"
+    body = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>FER study reports ({esc(str(profile))})</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
+code{{background:#f3f3f3;padding:0 .2rem}} small{{color:#666}}</style></head>
+<body>
+<h1>Facial expression recognition: reports</h1>
+<p>Profile <code>{esc(str(profile))}</code> &middot; data <code>{esc(str(data))}</code> &middot; executed {esc(date)}</p>
+<h2>Headline numbers</h2>
+<ul>
+{facts}
+</ul>
+<h2>Reports</h2>
+<ol>
+{items}
+</ol>
+<p><small>Regenerate with <code>python -m fer reproduce --profile {esc(str(profile))}</code>
+(or <code>make reproduce PROFILE={esc(str(profile))}</code>); metrics as JSON in
+<code>reports/metrics/{esc(str(profile))}.json</code>.</small></p>
+</body></html>
+"""
+    dest = html_dir / "index.html"
+    html_dir.mkdir(parents=True, exist_ok=True)
+    dest.write_text(body, encoding="utf-8")
+    return dest
