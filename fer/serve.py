@@ -102,8 +102,9 @@ def model_info() -> dict[str, Any]:
         if key in card:
             info[key] = card[key]
     metrics = (card.get("metrics") or {}).get("validation") or {}
-    if "accuracy_single" in metrics:
+    if "accuracy_single" in metrics:  # with the split it was measured on, so it is not misread
         info["validation_accuracy"] = metrics["accuracy_single"]
+        info["validation_split"] = (card.get("data") or {}).get("validation")
     return info
 
 

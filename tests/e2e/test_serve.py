@@ -168,11 +168,13 @@ def test_healthz_reports_the_bundled_model(client, monkeypatch, tmp_path):
     assert str(tmp_path) in body.get_json()["model"]["error"]  # says where it looked
     (tmp_path / "main.keras").write_bytes(b"model")
     (tmp_path / "main.json").write_text('{"name": "main", "arch": "resnet", "params": 123, '
+                                        '"data": {"validation": "public_test"}, '
                                         '"metrics": {"validation": {"accuracy_single": 0.7}}}')
     body = client.get("/healthz").get_json()
     assert body["status"] == "ok"
     assert body["model"] == {"available": True, "file": "main.keras", "size_bytes": 5, "name": "main",
-                                  "arch": "resnet", "params": 123, "validation_accuracy": 0.7}
+                                  "arch": "resnet", "params": 123, "validation_accuracy": 0.7,
+                                  "validation_split": "public_test"}
 
 
 def test_cli_serve_binds_localhost_by_default(monkeypatch):
