@@ -1,0 +1,58 @@
+"""The Makefile is the project's front door: every target documented, the environment created
+on demand, and the conda environment used when one is active. Checked with ``make -n`` (a dry
+run: nothing is installed or executed)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from fer.config import PROJECT_DIR
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+
+REQUIRED = ["help", "env", "data", "smoke", "reproduce", "reports", "test", "lint", "demo", "clean"]
+
+
+def make(*args: str, **env: str) -> str:
+    environ = {k: v for k, v in os.environ.items() if k not in ("CONDA_PREFIX", "MAKEFLAGS")}
+    out = subprocess.run(["make", "--no-print-directory", *args], cwd=PROJECT_DIR, env={**environ, **env},
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_help_lists_every_target_with_its_description():
+    lines = make("help").splitlines()
+    documented = {m.group(1): m.group(2) for m in (re.match(r"\s+(\S+)\s+(.+)", line) for line in lines) if m}
+    for target in REQUIRED:
+        assert documented.get(target), f"`make help` does not describe `{target}`"
+
+
+def test_commands_run_through_the_project_environment(tmp_path):
+    stamp_free = {"CONDA_PREFIX": str(tmp_path)}  # an "active conda env" without our stamp
+    plan = make("-n", "test", **stamp_free)
+    assert f"{tmp_path}/bin/python -m pip install -e '.[dev]'" in plan
+    assert f"{tmp_path}/bin/python -m pytest" in plan
+    assert "venv" not in plan  # no .venv when conda is active
+    assert f"{tmp_path}/bin/python -m fer reproduce --profile cpu" in make("-n", "reproduce", **stamp_free)
+    assert "--profile smoke" in make("-n", "reproduce", "PROFILE=smoke", **stamp_free)
+
+
+def test_installed_environment_is_not_reinstalled(tmp_path):
+    stamp = tmp_path / ".fer-study-installed"
+    stamp.touch()
+    os.utime(stamp, (2**31, 2**31))  # newer than pyproject.toml
+    plan = make("-n", "test", CONDA_PREFIX=str(tmp_path))
+    assert "pip install" not in plan and "-m pytest" in plan
+
+
+def test_without_conda_a_venv_is_created():
+    plan = make("-n", "demo")
+    assert ".venv/bin/python -m fer serve" in plan
+    if not (PROJECT_DIR / ".venv" / ".fer-study-installed").exists():
+        assert "-m venv .venv" in plan
