@@ -78,11 +78,22 @@ def decode_upload(raw: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     return image
 
 
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays → Python numbers and lists, anywhere in a face dict."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray | np.generic):
+        return _plain(value.tolist())
+    return value
+
+
 def jsonable_faces(faces: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Plain ints/floats (analyze may return numpy scalars), probabilities in ``CLASSES`` order."""
     out = []
-    for face in faces:
-        probs = {str(k): float(v) for k, v in dict(face["probs"]).items()}
+    for face in map(_plain, faces):
+        probs = {k: float(v) for k, v in face["probs"].items()}
         ordered = {c: probs[c] for c in CLASSES if c in probs} | probs
         out.append({**face, "box": [int(v) for v in face["box"]], "label": str(face["label"]), "probs": ordered})
     return out

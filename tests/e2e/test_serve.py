@@ -34,7 +34,8 @@ def _stub_faces(image: np.ndarray) -> list[dict]:
     probs = np.full(7, 0.05, np.float32)
     probs[CLASSES.index("happy")] = 0.7
     return [
-        {"box": np.array([1, 2, w // 2, h // 2]), "label": "happy", "probs": dict(zip(CLASSES, probs, strict=True))},
+        {"box": np.array([1, 2, w // 2, h // 2]), "label": "happy", "probs": dict(zip(CLASSES, probs, strict=True)),
+         "score": np.float32(0.5)},
         {"box": [0, 0, 5, 5], "label": "sad", "probs": {c: float(c == "sad") for c in reversed(CLASSES)}},
     ]
 
@@ -80,7 +81,7 @@ def test_predict_returns_the_faces_as_plain_json(client, seen):
     first, second = body["faces"]
     assert first["box"] == [1, 2, 40, 30] and first["label"] == "happy"
     assert list(first["probs"]) == list(CLASSES)
-    assert first["probs"]["happy"] == pytest.approx(0.7)
+    assert first["probs"]["happy"] == pytest.approx(0.7) and first["score"] == 0.5
     assert list(second["probs"]) == list(CLASSES)  # re-ordered into class order
     # the model got the uploaded pixels, as BGR
     assert len(seen) == 1 and np.array_equal(seen[0], image)
