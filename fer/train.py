@@ -315,8 +315,9 @@ MODEL_BLOCKS = {"train": "main", "lite": "lite", "baseline": "baseline"}
 def config_from_profile(profile: Mapping[str, Any], block: str = "train", hp: Mapping[str, Any] | None = None) -> TrainConfig:
     """The ``TrainConfig`` of one profile block; ``hp`` (e.g. the tuner's best) overrides it.
 
-    The profile's flat ``epochs`` and ``seed`` (the notebook parameters) win over the block's,
-    so ``papermill -p epochs 3`` shortens every training of a notebook run.
+    The profile's flat ``seed`` (a notebook parameter) wins over the block's; its flat
+    ``epochs`` sets the main (``train``) block's length and is the default for blocks that
+    name none, so ``papermill -p epochs 3`` shortens the main training.
     """
     values = dict(profile.get(block) or {})
     if not values:
@@ -327,9 +328,11 @@ def config_from_profile(profile: Mapping[str, Any], block: str = "train", hp: Ma
             values[key] = value
         else:
             values["hp"][key] = value
-    for key in ("epochs", "seed"):
-        if profile.get(key) is not None and key not in dict(hp or {}):
-            values[key] = profile[key]
+    overrides = dict(hp or {})
+    if profile.get("seed") is not None and "seed" not in overrides:
+        values["seed"] = profile["seed"]
+    if profile.get("epochs") is not None and "epochs" not in overrides and (block == "train" or "epochs" not in values):
+        values["epochs"] = profile["epochs"]
     return TrainConfig.from_dict(values)
 
 

@@ -56,6 +56,10 @@ def test_profile_block_merges_tuner_hp_and_notebook_overrides():
     cfg = train.config_from_profile(profile, "train", hp={"lr": 0.01, "widths": [8, 16, 32, 64]})
     assert (cfg.epochs, cfg.seed, cfg.lr) == (3, 7, 0.01)
     assert cfg.hp == {"dropout": 0.2, "widths": [8, 16, 32, 64]}
+    profile["lite"] = {"arch": "lite", "epochs": 30}
+    profile["baseline"] = {"arch": "baseline"}
+    assert train.config_from_profile(profile, "lite").epochs == 30  # its own length
+    assert train.config_from_profile(profile, "baseline").epochs == 3  # the profile's default
 
 
 def test_augmentation_keeps_shape_and_range(splits):
