@@ -103,7 +103,7 @@ def resnet(
         raise ValueError(f"widths {widths} and blocks {blocks} must have the same length")
     inputs, x = _inputs(crop)
     x = _conv_bn(x, stem_width, 3, stem_stride)
-    for width, n in zip(widths, blocks):
+    for width, n in zip(widths, blocks, strict=True):
         for i in range(n):
             x = _residual(x, int(width), 2 if i == 0 else 1)
     x = layers.GlobalAveragePooling2D()(x)

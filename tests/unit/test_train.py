@@ -108,7 +108,7 @@ def test_seeded_runs_are_repeatable(splits):
     for _ in range(2):
         model, _ = train.fit(splits["train"], None, cfg, verbose=0)
         weights.append(model.get_weights())
-    for a, b in zip(*weights):
+    for a, b in zip(*weights, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
