@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 
 from fer.config import NUM_CLASSES, RUNS_DIR
@@ -235,6 +236,21 @@ def compile_model(model, cfg: TrainConfig, steps_per_epoch: int):
     return model
 
 
+class EpochTimer(keras.callbacks.Callback):
+    """Adds ``epoch_s`` and ``elapsed_s`` (wall seconds) to each epoch's logs."""
+
+    def on_train_begin(self, logs=None):
+        self.start = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_s"] = round(time.time() - self.epoch_start, 1)
+            logs["elapsed_s"] = round(time.time() - self.start, 1)
+
+
 def fit(
     train: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray] | None,
@@ -280,6 +296,7 @@ def fit(
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps({**asdict(cfg), "policy": policy}, indent=2, default=list))
         cbs += [
+            EpochTimer(),  # before CSVLogger: adds epoch_s/elapsed_s to the logged row
             keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
             keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
             keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor=monitor, mode="max", save_best_only=True),
