@@ -56,6 +56,44 @@ def resolve_model_path(profile: str, model_path: str | os.PathLike | None = None
     return path, f"the bundled model ({path.name}); no model trained for profile {profile!r} was found"
 
 
+def model_card(path: str | os.PathLike) -> dict[str, Any]:
+    """A model's card: ``<name>.json`` beside a shipped model, ``card.json`` in a training run folder."""
+    from fer.predict import read_card
+
+    card = read_card(path)
+    run_card = Path(path).parent / "card.json"
+    if not card and run_card.exists():
+        card = json.loads(run_card.read_text())
+        card.pop("history", None)
+    return card
+
+
+def bundled_card(name: str) -> dict[str, Any] | None:
+    """The model card shipped beside ``fer/weights/<name>.keras``, or None when there is none."""
+    from fer.config import WEIGHTS_DIR
+    from fer.predict import read_card
+
+    path = WEIGHTS_DIR / f"{name}.keras"
+    return read_card(path) if path.exists() else None
+
+
+def training_table(cards: Mapping[str, Mapping[str, Any]]):
+    """One row per model card: parameters, epochs, wall time, validation accuracy without/with TTA."""
+    import pandas as pd
+
+    rows = []
+    for name, card in cards.items():
+        m = card.get("metrics", {}).get("validation", {})
+        rows.append({
+            "model": name, "arch": card.get("arch"), "params": card.get("params"),
+            "epochs": card.get("epochs_run"), "wall_min": round(card.get("train_wall_s", float("nan")) / 60, 1),
+            "val_acc_single": m.get("accuracy_single"), "val_acc_flip": m.get("accuracy_flip"),
+            "val_acc_tencrop": m.get("accuracy_tencrop"), "val_macro_f1": m.get("macro_f1_single"),
+            "validation": card.get("data", {}).get("validation"), "source": card.get("source", "trained in this run"),
+        })
+    return pd.DataFrame(rows).set_index("model")
+
+
 # --------------------------------------------------------------------------- metrics
 
 

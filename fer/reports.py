@@ -40,13 +40,17 @@ def notebooks(directory: str | os.PathLike = NOTEBOOKS_DIR) -> list[Path]:
 def notebook_parameters(profile: dict[str, Any], notebook: str | os.PathLike) -> dict[str, Any]:
     """The profile's flat values that ``notebook`` declares in its ``parameters`` cell.
 
-    Blocks (``train:``, ``tune:`` ...) are not parameters: notebooks read them from the
-    profile by name, so only scalars travel.
+    Blocks (``train:``, ``lite:`` ...) are not parameters: notebooks read them from the
+    profile by name, so only scalars travel. The notebook parameter ``tune`` is true when the
+    profile has a ``tune:`` block and false when it says ``tune: false``.
     """
     import papermill as pm
 
     declared = pm.inspect_notebook(str(notebook))
-    return {k: v for k, v in profile.items() if k in declared and not isinstance(v, (dict, list))}
+    values = {k: v for k, v in profile.items() if k in declared and not isinstance(v, (dict, list))}
+    if "tune" in declared and "tune" in profile:
+        values["tune"] = bool(profile["tune"])
+    return values
 
 
 @contextmanager
