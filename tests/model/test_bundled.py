@@ -1,0 +1,80 @@
+"""Behavioural tests of the shipped model (fer/weights): what users rely on, not its internals."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import fer
+from fer import predict
+from fer.config import CLASSES, SHARED_DIR
+
+ZIP = SHARED_DIR / "data" / "fer2013.zip"
+needs_data = pytest.mark.skipif(not ZIP.exists(), reason="../shared/data/fer2013.zip not present")
+
+
+@pytest.fixture(scope="module")
+def clf():
+    return fer.load_classifier()
+
+
+@pytest.fixture(scope="module")
+def public_test(tmp_path_factory):
+    from fer import data
+
+    return data.load(ZIP, cache_dir=tmp_path_factory.mktemp("cache"))["public_test"]
+
+
+def test_bundled_model_has_a_complete_card(clf):
+    card = clf.card
+    for key in ("arch", "params", "config", "train_wall_s", "hardware", "data", "metrics", "sha256"):
+        assert key in card, key
+    assert card["params"] == clf.model.count_params()
+    assert card["input"]["crop"] == clf.crop
+
+
+def test_probabilities_are_a_distribution_in_class_order(clf):
+    faces = np.random.default_rng(0).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    for tta in (None, "flip", "tencrop"):
+        p = clf.predict_proba(faces, tta=tta)
+        assert p.shape == (5, len(CLASSES)) and p.dtype == np.float32
+        np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-4)
+    assert clf.predict_proba(np.zeros((0, 48, 48), np.uint8)).shape == (0, len(CLASSES))
+
+
+def test_corrupted_model_file_is_refused(tmp_path):
+    src = predict.bundled_path()
+    bad = tmp_path / src.name
+    shutil.copyfile(src, bad)
+    shutil.copyfile(src.with_suffix(".json"), bad.with_suffix(".json"))
+    with open(bad, "r+b") as fh:
+        fh.seek(bad.stat().st_size // 2)
+        fh.write(b"\x00garbage\x00")
+    with pytest.raises(predict.ModelFileError, match="checksum"):
+        fer.load_classifier(bad)
+
+
+@needs_data
+def test_public_test_accuracy_matches_the_model_card(clf, public_test):
+    x, y = public_test
+    acc = float((clf.predict(x) == y).mean())
+    claimed = clf.card["metrics"]["validation"]["accuracy_single"]
+    assert clf.card["data"]["validation"] == "public_test"
+    assert acc >= claimed - 0.005, f"PublicTest accuracy {acc:.4f} < card's {claimed:.4f} - 0.5 pt"
+
+
+@needs_data
+def test_mirrored_faces_keep_their_class(clf, public_test):
+    x, _ = public_test
+    x = x[:600]
+    same = clf.predict(x) == clf.predict(x[:, :, ::-1])
+    assert same.mean() >= 0.8, f"only {same.mean():.1%} of faces keep their class when mirrored"
+
+
+def test_astronaut_smile_is_happy():
+    skimage_data = pytest.importorskip("skimage.data")
+    rgb = skimage_data.astronaut()
+    faces = fer.analyze(np.ascontiguousarray(rgb[:, :, ::-1]))
+    assert len(faces) == 1
+    assert faces[0]["label"] == "happy", json.dumps(faces[0]["probs"])
