@@ -53,6 +53,7 @@ class TrainConfig:
     deterministic: bool = False
     max_train: int | None = None  # cap on training images (smoke runs)
     early_stop: int = 0  # patience in epochs on val_accuracy; 0 disables
+    tensorboard: bool = False  # also write TensorBoard logs to <run_dir>/tb
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
@@ -301,6 +302,8 @@ def fit(
             keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
             keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor=monitor, mode="max", save_best_only=True),
         ]
+        if cfg.tensorboard:
+            cbs.append(keras.callbacks.TensorBoard(str(run_dir / "tb")))
     cbs += list(callbacks or [])  # after BackupAndRestore, so an epoch is saved before they run
     start = time.time()
     hist = model.fit(
