@@ -1,0 +1,87 @@
+"""``python -m fer reproduce --profile smoke``: every notebook runs on generated data and becomes
+an HTML report with its figures embedded; a failing notebook names its cell.
+
+Runs into a temporary reports/runs folder, so the repository's reports are left alone. About
+4 minutes on 2 CPU cores.
+"""
+
+import re
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from fer import reports
+
+pytestmark = pytest.mark.slow
+
+#: Figures each report must contain at least (embedded PNGs).
+MIN_FIGURES = {"01_explore": 4, "02_train_tune": 2, "03_evaluate": 4, "04_webcam_demo": 1}
+
+
+@pytest.fixture(scope="module")
+def smoke_reports(tmp_path_factory):
+    root = tmp_path_factory.mktemp("smoke")
+    mp = pytest.MonkeyPatch()
+    # The kernels inherit these: metrics and runs go to the temporary folder too.
+    mp.setenv("FER_REPORTS_DIR", str(root / "reports"))
+    mp.setenv("FER_RUNS_DIR", str(root / "runs"))
+    lines = []
+    index = reports.reproduce("smoke", reports_dir=root / "reports", log=lines.append)
+    yield root / "reports", index, lines
+    mp.undo()
+
+
+def test_every_notebook_becomes_html_with_embedded_figures(smoke_reports):
+    rep, _, _ = smoke_reports
+    for stem, n in MIN_FIGURES.items():
+        page = (rep / "html" / f"{stem}.html").read_text()
+        figures = len(re.findall(r'<img[^>]+src="data:image/png;base64,', page))
+        assert figures >= n, f"{stem}.html has {figures} embedded figures, expected at least {n}"
+        assert "import fer" not in page, f"{stem}.html shows code; reports hide the input cells"
+
+
+def test_progress_line_per_notebook_and_an_index(smoke_reports):
+    rep, index, lines = smoke_reports
+    assert sum(" ok in " in line for line in lines) == len(MIN_FIGURES)
+    page = index.read_text()
+    for stem in MIN_FIGURES:
+        assert f'href="{stem}.html"' in page
+    assert "smoke" in page and "synthetic" in page
+    assert "public_test: accuracy" in page  # headline numbers read from reports/metrics/smoke.json
+
+
+def test_metrics_json_has_every_section(smoke_reports):
+    import json
+
+    rep, _, _ = smoke_reports
+    metrics = json.loads((rep / "metrics" / "smoke.json").read_text())
+    assert {"explore", "train", "evaluate"} <= set(metrics)
+    pt = metrics["evaluate"]["splits"]["public_test"]
+    assert pt["accuracy_ci"][0] <= pt["accuracy"] <= pt["accuracy_ci"][1]
+    assert set(metrics["train"]["models"]) == {"main", "lite", "baseline"}
+
+
+def test_render_converts_without_executing(smoke_reports):
+    rep, _, lines = smoke_reports
+    (rep / "html" / "03_evaluate.html").unlink()
+    out = []
+    reports.render(rep, log=out.append)
+    assert (rep / "html" / "03_evaluate.html").exists()
+    assert len(out) == len(MIN_FIGURES) + 1
+
+
+def test_failing_notebook_names_the_cell(tmp_path):
+    nb = new_notebook(cells=[
+        new_markdown_cell("# broken"),
+        new_code_cell("x = 1"),
+        new_code_cell("# the failing step\nraise ValueError('no such split: val')"),
+    ])
+    path = tmp_path / "nb" / "01_broken.ipynb"
+    path.parent.mkdir()
+    nbformat.write(nb, str(path))
+    with reports.current_interpreter_kernel() as kernel, pytest.raises(reports.NotebookFailed) as err:
+        reports.execute(path, {}, tmp_path / "out", kernel)
+    msg = str(err.value)
+    assert "01_broken.ipynb" in msg and "cell 2" in msg and "raise ValueError" in msg
+    assert "no such split: val" in msg and str(tmp_path / "out") in msg
