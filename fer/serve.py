@@ -15,6 +15,7 @@ Every error a client can cause is a JSON ``{"error": ...}`` with a 4xx status, n
 from __future__ import annotations
 
 import io
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,10 @@ MAX_UPLOAD_BYTES = 10 * 2**20
 MAX_PIXELS = 40_000_000
 
 Analyze = Callable[[np.ndarray], list[dict[str, Any]]]
+
+
+class ModelOutputError(RuntimeError):
+    """The model answered something no client can use (e.g. NaN probabilities)."""
 
 
 class BadImage(ValueError):
@@ -94,6 +99,9 @@ def jsonable_faces(faces: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for face in map(_plain, faces):
         probs = {k: float(v) for k, v in face["probs"].items()}
+        if not all(math.isfinite(p) for p in probs.values()):  # would be invalid JSON (NaN)
+            raise ModelOutputError(f"the model returned non-finite probabilities {probs}; the model "
+                                   "file or its runtime is broken (see the server log).")
         ordered = {c: probs[c] for c in CLASSES if c in probs} | probs
         out.append({**face, "box": [int(v) for v in face["box"]], "label": str(face["label"]), "probs": ordered})
     return out
@@ -173,6 +181,8 @@ def create_app(analyze: Analyze | None = None, max_upload_bytes: int = MAX_UPLOA
         if isinstance(err, ModelFileError):  # the server's problem, and the message says the fix
             return _error(str(err), 503)
         app.logger.exception("prediction failed")
+        if isinstance(err, ModelOutputError):
+            return _error(str(err), 500)
         return _error(f"the server could not analyse this image ({type(err).__name__}); see the server log.", 500)
 
     return app

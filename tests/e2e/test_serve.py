@@ -8,6 +8,7 @@ The model is replaced by a stub (``create_app(analyze=...)`` or a monkeypatched
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zlib
 
@@ -17,7 +18,7 @@ import pytest
 
 import fer
 from fer import serve
-from fer.config import CLASSES
+from fer.config import CLASSES, SHARED_DIR
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -158,6 +159,10 @@ def test_a_model_failure_is_json_not_a_trace():
     response = _post(serve.create_app(analyze=broken).test_client(), png)
     assert response.status_code == 500 and "Traceback" not in response.get_data(as_text=True)
     assert "RuntimeError" in response.get_json()["error"]
+    nan = [{"box": [0, 0, 1, 1], "label": "sad", "probs": {c: float("nan") for c in CLASSES}}]
+    response = _post(serve.create_app(analyze=lambda image: nan).test_client(), png)
+    assert response.status_code == 500 and "non-finite" in response.get_json()["error"]
+    json.loads(response.data, parse_constant=pytest.fail)  # strict JSON: no bare NaN
 
 
 def test_healthz_reports_the_bundled_model(client, monkeypatch, tmp_path):
@@ -203,3 +208,15 @@ def test_real_analyze_end_to_end():
     blank = _post(client, _png(np.full((240, 320, 3), 200, np.uint8)))
     assert blank.status_code == 200 and blank.get_json()["faces"] == []
     assert client.get("/healthz").get_json()["status"] == "ok"
+    photo = SHARED_DIR / "media" / "happy.jpg"
+    if not photo.exists():
+        pytest.skip(f"{photo} not present (needs ../shared)")
+    body = _post(client, photo.read_bytes(), filename="happy.jpg").get_json()
+    assert len(body["faces"]) >= 1
+    x, y, w, h = body["faces"][0]["box"]
+    assert 0 <= x < x + w <= body["width"] and 0 <= y < y + h <= body["height"]
+    assert sum(body["faces"][0]["probs"].values()) == pytest.approx(1, abs=1e-3)
+    # the endpoint answers exactly what the library does on the same file
+    direct = fer.analyze(cv2.imread(str(photo)))
+    assert [f["box"] for f in body["faces"]] == [f["box"] for f in direct]
+    assert [f["label"] for f in body["faces"]] == [f["label"] for f in direct]
