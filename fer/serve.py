@@ -162,11 +162,12 @@ def create_app(analyze: Analyze | None = None, max_upload_bytes: int = MAX_UPLOA
             image = decode_upload(upload.read(), max_pixels=max_pixels)
         except BadImage as err:
             return _error(str(err), err.status)
-        start = time.perf_counter()
         with lock:
+            start = time.perf_counter()
             faces = (analyze or _default_analyze)(image)
+            ms = (time.perf_counter() - start) * 1000
         return jsonify(faces=jsonable_faces(faces), width=int(image.shape[1]), height=int(image.shape[0]),
-                       ms=round((time.perf_counter() - start) * 1000, 1))
+                       ms=round(ms, 1))
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException):
