@@ -196,9 +196,13 @@ def _error(message: str, status: int):
 def serve(host: str = "127.0.0.1", port: int = 5000, warm: bool = True) -> None:
     """Run the app with Flask's threaded server (a local demo, not a production deployment).
 
-    ``warm`` runs the model once on a blank image first, so a missing model fails here with a
-    clear message, and the first real request does not wait for TensorFlow to load.
+    ``warm`` loads the bundled model and the face detector first, so a missing model or
+    detector fails here with a clear message, and the first photo does not wait ~10 s for
+    TensorFlow to load.
     """
     if warm:
-        _default_analyze(np.zeros((120, 160, 3), np.uint8))
+        from fer import predict
+
+        predict.default_classifier().predict_proba(np.zeros((1, 48, 48), np.uint8))
+        _default_analyze(np.zeros((120, 160, 3), np.uint8))  # detector; no face, so no classifier
     create_app().run(host=host, port=port, threaded=True)

@@ -220,3 +220,18 @@ def test_real_analyze_end_to_end():
     direct = fer.analyze(cv2.imread(str(photo)))
     assert [f["box"] for f in body["faces"]] == [f["box"] for f in direct]
     assert [f["label"] for f in body["faces"]] == [f["label"] for f in direct]
+
+
+def test_cli_serve_without_a_model_fails_before_listening(monkeypatch, capsys):
+    from flask import Flask
+
+    from fer import cli, predict
+
+    def no_model():
+        raise predict.ModelFileError("no bundled model in fer/weights; train one with --ship")
+
+    listened = []
+    monkeypatch.setattr(predict, "default_classifier", no_model)
+    monkeypatch.setattr(Flask, "run", lambda self, **kw: listened.append(kw))
+    assert cli.main(["serve"]) == 2
+    assert "train one" in capsys.readouterr().err and listened == []
