@@ -136,8 +136,8 @@ def _default_analyze(image: np.ndarray) -> list[dict[str, Any]]:
 def create_app(analyze: Analyze | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                max_pixels: int = MAX_PIXELS) -> Flask:
     """Build the app. ``analyze`` defaults to :func:`fer.analyze` (looked up per request, so a
-    test can monkeypatch it); one model call runs at a time because TensorFlow's traced function
-    is built on first use and the CPU is better spent on one frame than split across several."""
+    test can monkeypatch it). One analysis runs at a time: on a CPU, frames sharing the cores
+    all finish later, and a webcam client only wants the answer for its latest frame."""
     app = Flask(__name__)  # templates/ and static/ beside this file, inside the package
     app.config["MAX_CONTENT_LENGTH"] = max_upload_bytes
     app.json.sort_keys = False  # keep probabilities in class order
@@ -177,9 +177,10 @@ def create_app(analyze: Analyze | None = None, max_upload_bytes: int = MAX_UPLOA
 
     @app.errorhandler(Exception)
     def unexpected(err: Exception):
+        from fer.faces import DetectorUnavailable
         from fer.predict import ModelFileError
 
-        if isinstance(err, ModelFileError):  # the server's problem, and the message says the fix
+        if isinstance(err, ModelFileError | DetectorUnavailable):  # the message says the fix
             return _error(str(err), 503)
         app.logger.exception("prediction failed")
         if isinstance(err, ModelOutputError):

