@@ -90,6 +90,18 @@ def representative_faces(n: int = 300, seed: int = 0) -> tuple[np.ndarray, str]:
     return x[idx], where
 
 
+def check_faces(n: int = 500, seed: int = 1) -> np.ndarray:
+    """``n`` held-out faces to check exports on: FER2013 PublicTest, else generated test faces."""
+    from fer import data
+
+    try:
+        x, _ = data.load(data.locate(download_ok=False))["public_test"]
+    except (data.DataError, KeyError):
+        x, _ = data.synthetic(n_test=max(1, n // 7 + 1))["public_test"]
+    idx = np.random.default_rng(seed).choice(len(x), size=min(n, len(x)), replace=False)
+    return x[idx]
+
+
 def export(model_path: str | os.PathLike | None = None, out_dir: str | os.PathLike = "exported",
            formats: Iterable[str] = tuple(FORMATS), representative: np.ndarray | None = None) -> dict[str, Path]:
     """Write ``<out_dir>/<model name><suffix>`` for each format; return format → path."""
@@ -183,9 +195,14 @@ class OnnxRuntime:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
 
 
+def cache_path(sha: str) -> Path:
+    """Where the TFLite copy of the ``.keras`` file with this sha256 is cached."""
+    return MODEL_CACHE_DIR / f"{sha[:20]}.tflite"
+
+
 def cached_tflite(model, sha: str | None) -> bytes:
     """The float32 TFLite copy of a Keras model, converted once per model file (by sha256)."""
-    path = MODEL_CACHE_DIR / f"{sha[:20]}.tflite" if sha else None
+    path = cache_path(sha) if sha else None
     if path is not None and path.exists():
         return path.read_bytes()
     blob = to_tflite(model)

@@ -108,12 +108,19 @@ class Classifier:
     def __init__(self, model=None, card: dict | None = None, path: Path | None = None, runtime=None):
         if model is None and runtime is None:
             raise ValueError("a Classifier needs a Keras model or a runtime")
-        self.model = model
+        self._model = model
         self.card = card or {}
         self.path = path
         self.runtime = runtime
         self.crop = int(runtime.crop if runtime is not None else model.input_shape[1])
         self._fn = None
+
+    @property
+    def model(self):
+        """The Keras model; loaded on first use when a cached TFLite copy runs inference."""
+        if self._model is None and self.path is not None and self.path.suffix == ".keras":
+            self._model = _load_keras(self.path)
+        return self._model
 
     @property
     def backend(self) -> str:
@@ -142,6 +149,16 @@ class Classifier:
     def predict(self, faces, tta: str | None = None) -> np.ndarray:
         """Class indices into ``fer.CLASSES``."""
         return self.predict_proba(faces, tta=tta).argmax(axis=1)
+
+
+def _load_keras(path: Path):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as err:
+        raise ModelFileError(f"{path}: could not be loaded as a Keras model ({err}).") from err
 
 
 def load_classifier(path: str | os.PathLike | None = None, verify: bool = True,
@@ -173,16 +190,18 @@ def load_classifier(path: str | os.PathLike | None = None, verify: bool = True,
             return Classifier(None, card, path, runtime=runtime_for(path))
         except Exception as err:
             raise ModelFileError(f"{path}: could not be loaded as an exported model ({err}).") from err
-    import keras
-
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as err:
-        raise ModelFileError(f"{path}: could not be loaded as a Keras model ({err}).") from err
-    runtime = None
     if backend != "keras":
         from fer import export
 
+        cached = export.cache_path(digest)
+        if cached.exists():  # no TensorFlow import at all: the CLI starts in ~1 s
+            try:
+                return Classifier(None, card, path, runtime=export.LiteRuntime(cached))
+            except Exception:  # a broken cache file is rebuilt below
+                cached.unlink(missing_ok=True)
+    model = _load_keras(path)
+    runtime = None
+    if backend != "keras":
         try:
             runtime = export.LiteRuntime(export.cached_tflite(model, digest))
         except Exception as err:
