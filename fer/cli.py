@@ -168,7 +168,9 @@ def add_reproduce(sub) -> None:
         "the first failing notebook, naming the cell."))
     p.add_argument("--profile", default="cpu", help="params profile: smoke, cpu, full or a YAML path (default: cpu)")
     p.add_argument("--data", dest="data_source", help="FER2013 zip/folder/CSV, or 'synthetic' (default: the profile's)")
-    p.add_argument("--model", dest="model_path", help="model 03/04 evaluate (default: the one 02 trained, else the bundled one)")
+    p.add_argument("--model", dest="model_path", help="model 03 evaluates (default: the one 02 trained, else the bundled one)")
+    p.add_argument("--skip-training", action="store_true",
+                   help="no search and no training in 02 (it shows the bundled model cards); for reports of a shipped model")
     p.set_defaults(handler=cmd_reproduce)
 
 
@@ -176,6 +178,8 @@ def cmd_reproduce(args) -> int:
     from fer import reports
 
     overrides = {"data_source": args.data_source, "model_path": args.model_path}
+    if args.skip_training:
+        overrides.update(train_models=False, tune=False)
     try:
         reports.reproduce(args.profile, overrides)
     except reports.NotebookFailed as err:
