@@ -249,15 +249,3 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], cols: int = 
             ax.set_title(titles[i], fontsize=9)
     fig.tight_layout()
     return fig
-
-
-def probability_bars(probs: Mapping[str, float], ax=None):
-    """Horizontal bars of one face's class probabilities."""
-    plt = _plt()
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4, 2.4))
-    names = list(CLASSES)
-    ax.barh(names, [probs.get(c, 0.0) for c in names], color="C0")
-    ax.set_xlim(0, 1)
-    ax.invert_yaxis()
-    return ax.figure
