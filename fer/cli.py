@@ -177,7 +177,9 @@ def add_reproduce(sub) -> None:
 def cmd_reproduce(args) -> int:
     from fer import reports
 
-    overrides = {"data_source": args.data_source, "model_path": args.model_path}
+    # Notebooks run in notebooks/: paths given here are made absolute first.
+    overrides = {k: str(os.path.abspath(v)) if v and (k == "model_path" or os.path.exists(v)) else v
+                 for k, v in (("data_source", args.data_source), ("model_path", args.model_path))}
     if args.skip_training:
         overrides.update(train_models=False, tune=False)
     try:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fer.config import CLASSES, NUM_CLASSES, REPORTS_DIR, RUNS_DIR
+from fer.config import CLASSES, NUM_CLASSES, PROJECT_DIR, REPORTS_DIR, RUNS_DIR
 
 #: Published FER2013 results the report compares against. Accuracy in %, on the split named.
 ANCHORS: tuple[dict[str, Any], ...] = (
@@ -46,6 +46,8 @@ def resolve_model_path(profile: str, model_path: str | os.PathLike | None = None
 
     if model_path:
         path = Path(model_path).expanduser()
+        if not path.exists() and not path.is_absolute() and (PROJECT_DIR / path).exists():
+            path = PROJECT_DIR / path  # "fer/weights/main.keras" from a notebook in notebooks/
         if not path.exists():
             raise FileNotFoundError(f"model_path={model_path!s} does not exist; pass a .keras file or None.")
         return path, f"the model given as model_path ({path})"

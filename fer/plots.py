@@ -63,7 +63,7 @@ def sample_grid(x: np.ndarray, y: np.ndarray, per_class: int = 8, seed: int = 0,
         axes[r, 0].text(-4, 24, name, ha="right", va="center", fontsize=10)
     if title:
         fig.suptitle(title)
-    fig.subplots_adjust(left=0.12, wspace=0.05, hspace=0.05)
+    fig.subplots_adjust(left=0.12, right=0.98, top=0.94 if title else 0.99, bottom=0.01, wspace=0.05, hspace=0.05)
     return fig
 
 

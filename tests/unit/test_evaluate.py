@@ -141,6 +141,13 @@ def test_resolve_model_path_prefers_explicit_then_trained_then_bundled(tmp_path,
     assert path.parent.name == "weights" and "bundled" in why
 
 
+def test_relative_model_path_also_resolves_from_the_project_root(tmp_path, monkeypatch):
+    # Notebooks run in notebooks/, where "fer/weights/x.keras" would not exist as written.
+    monkeypatch.chdir(tmp_path)
+    path, _ = evaluate.resolve_model_path("smoke", "pyproject.toml")
+    assert path == evaluate.PROJECT_DIR / "pyproject.toml"
+
+
 def test_comparison_table_keeps_the_anchors_and_states_protocols():
     table = evaluate.comparison_table({"ours": 0.7})
     assert table.loc["ours", "accuracy"] == pytest.approx(70.0)
