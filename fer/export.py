@@ -76,30 +76,35 @@ def _views(faces: np.ndarray, crop: int) -> np.ndarray:
     return tta_views(as_faces(faces), crop, None)[0][..., None].astype(np.float32)
 
 
-def representative_faces(n: int = 300, seed: int = 0) -> tuple[np.ndarray, str]:
-    """``n`` training faces for int8 calibration, and where they came from."""
+def _faces(split: str) -> tuple[np.ndarray, str]:
+    """A split of real faces: FER2013 (``$FER_DATA``/``data/raw``), else the team's 1,610-face
+    sample CSV in ``shared/``, else generated data."""
     from fer import data
+    from fer.config import SHARED_DIR
 
     try:
-        x, _ = data.load(data.locate(download_ok=False))["train"]
-        where = "FER2013 train"
-    except data.DataError:
-        x, _ = data.synthetic()["train"]
-        where = "generated data (FER2013 not found: int8 calibration is approximate)"
-    idx = np.random.default_rng(seed).choice(len(x), size=min(n, len(x)), replace=False)
-    return x[idx], where
+        return data.load(data.locate(download_ok=False))[split][0], f"FER2013 {split}"
+    except (data.DataError, KeyError):
+        pass
+    sample = SHARED_DIR / "data" / "fer2013_sample.csv"
+    if sample.exists():
+        return data.load(sample, cache=False)[split][0], f"FER2013 sample {split}"
+    return data.synthetic()[split][0], f"generated {split} (no FER2013 found: approximate)"
+
+
+def _pick(x: np.ndarray, n: int, seed: int) -> np.ndarray:
+    return x[np.random.default_rng(seed).choice(len(x), size=min(n, len(x)), replace=False)]
+
+
+def representative_faces(n: int = 300, seed: int = 0) -> tuple[np.ndarray, str]:
+    """``n`` training faces for int8 calibration, and where they came from."""
+    x, where = _faces("train")
+    return _pick(x, n, seed), where
 
 
 def check_faces(n: int = 500, seed: int = 1) -> np.ndarray:
-    """``n`` held-out faces to check exports on: FER2013 PublicTest, else generated test faces."""
-    from fer import data
-
-    try:
-        x, _ = data.load(data.locate(download_ok=False))["public_test"]
-    except (data.DataError, KeyError):
-        x, _ = data.synthetic(n_test=max(1, n // 7 + 1))["public_test"]
-    idx = np.random.default_rng(seed).choice(len(x), size=min(n, len(x)), replace=False)
-    return x[idx]
+    """``n`` held-out faces to check exports on (PublicTest)."""
+    return _pick(_faces("public_test")[0], n, seed)
 
 
 def export(model_path: str | os.PathLike | None = None, out_dir: str | os.PathLike = "exported",

@@ -1,0 +1,57 @@
+"""fer.annotate's smoothing: one steady label per tracked face, following real changes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fer import annotate
+from fer.config import CLASSES
+
+
+def _face(box, label, p=0.6):
+    probs = {c: (p if c == label else (1 - p) / 6) for c in CLASSES}
+    return {"box": list(box), "label": label, "probs": probs}
+
+
+def test_a_one_frame_blip_does_not_change_the_label():
+    s = annotate.Smoother()
+    labels = [s.update([_face((100, 100, 80, 80), "happy")])[0]["label"] for _ in range(10)]
+    blip = s.update([_face((102, 101, 80, 80), "sad")])[0]
+    assert labels[-1] == "happy" and blip["label"] == "happy" and blip["id"] == 0
+
+
+def test_a_lasting_change_is_followed_within_a_few_frames():
+    s = annotate.Smoother()
+    for _ in range(10):
+        s.update([_face((100, 100, 80, 80), "happy")])
+    labels = [s.update([_face((100, 100, 80, 80), "surprise")])[0]["label"] for _ in range(6)]
+    assert labels[0] == "happy" and labels[-1] == "surprise"
+
+
+def test_two_faces_keep_their_own_ids_and_labels_when_order_changes():
+    s = annotate.Smoother()
+    a, b = (10, 10, 50, 50), (300, 20, 60, 60)
+    first = s.update([_face(a, "happy"), _face(b, "sad")])
+    swapped = s.update([_face(b, "sad"), _face(a, "happy")])
+    assert [f["id"] for f in first] == [0, 1] and [f["id"] for f in swapped] == [1, 0]
+    assert [f["label"] for f in swapped] == ["sad", "happy"]
+
+
+def test_raw_output_passes_through_with_probabilities_summing_to_one():
+    s = annotate.Smoother()
+    out = s.update([_face((0, 0, 20, 20), "fear")])[0]
+    assert out["label"] == "fear" and abs(sum(out["probs"].values()) - 1) < 1e-6
+
+
+def test_a_face_gone_for_long_starts_a_new_track():
+    s = annotate.Smoother()
+    s.update([_face((0, 0, 50, 50), "happy")])
+    for _ in range(annotate.MAX_MISSED + 1):
+        s.update([])
+    assert s.update([_face((0, 0, 50, 50), "sad")])[0] == {**_face((0, 0, 50, 50), "sad"), "id": 1}
+
+
+def test_draw_marks_the_frame_without_changing_its_shape():
+    frame = np.zeros((120, 160, 3), np.uint8)
+    out = annotate.draw(frame, [{**_face((5, 5, 40, 40), "happy"), "id": 0}, {**_face((120, 100, 40, 40), "sad"), "id": 1}])
+    assert out.shape == (120, 160, 3) and out.any()
