@@ -50,12 +50,21 @@ def resolve_model_path(profile: str, model_path: str | os.PathLike | None = None
             path = PROJECT_DIR / path  # "fer/weights/main.keras" from a notebook in notebooks/
         if not path.exists():
             raise FileNotFoundError(f"model_path={model_path!s} does not exist; pass a .keras file or None.")
-        return path, f"the model given as model_path ({path})"
+        return path, f"the model given as model_path ({short_path(path)})"
     trained = RUNS_DIR / str(profile) / "main" / "model.keras"
     if trained.exists():
-        return trained, f"the main model trained by 02_train_tune for profile {profile!r} ({trained})"
+        return trained, f"the main model trained by 02_train_tune for profile {profile!r} ({short_path(trained)})"
     path = bundled_path()  # raises with what to do when there is none
-    return path, f"the bundled model ({path.name}); no model trained for profile {profile!r} was found"
+    return path, f"the bundled model ({short_path(path)}); no model trained for profile {profile!r} was found"
+
+
+def short_path(path: str | os.PathLike) -> str:
+    """``path`` relative to the project when inside it: reports should not show one machine's folders."""
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(PROJECT_DIR).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def model_card(path: str | os.PathLike) -> dict[str, Any]:
@@ -91,7 +100,7 @@ def training_table(cards: Mapping[str, Mapping[str, Any]]):
             "epochs": card.get("epochs_run"), "wall_min": round(card.get("train_wall_s", float("nan")) / 60, 1),
             "val_acc_single": m.get("accuracy_single"), "val_acc_flip": m.get("accuracy_flip"),
             "val_acc_tencrop": m.get("accuracy_tencrop"), "val_macro_f1": m.get("macro_f1_single"),
-            "validation": card.get("data", {}).get("validation"), "source": card.get("source", "trained in this run"),
+            "validation": card.get("data", {}).get("validation"), "source": card.get("source", "this run"),
         })
     return pd.DataFrame(rows).set_index("model")
 
@@ -277,12 +286,13 @@ def unseen_mask(splits: Mapping[str, tuple[np.ndarray, np.ndarray]], split: str 
     return np.array([d not in seen for d in _digests(x).tolist()], dtype=bool)
 
 
-def comparison_table(ours: Mapping[str, float], split_name: str = "PublicTest"):
+def comparison_table(ours: Mapping[str, float], params: str = "", split_name: str = "PublicTest"):
     """Our accuracies beside the seed and published anchors, with each one's protocol."""
     import pandas as pd
 
-    rows = [{"model": name, "accuracy": 100 * acc, "split": split_name, "params": "",
-             "protocol": "train copies of test images removed; test never used for training"}
+    rows = [{"model": name, "accuracy": 100 * acc, "split": split_name, "params": params,
+             "protocol": "train copies of PublicTest images removed before training; "
+                         "PublicTest also guided the search (no separate validation split)"}
             for name, acc in ours.items()]
     return pd.DataFrame(rows + [dict(a) for a in ANCHORS]).set_index("model")
 

@@ -167,8 +167,7 @@ def reliability_diagram(table, ece: float | None = None, title: str = ""):
     centers = (table["low"] + table["high"]) / 2
     width = float(table["high"].iloc[0] - table["low"].iloc[0])
     ax.bar(centers, table["accuracy"].fillna(0), width=width * 0.95, color="C0", label="accuracy")
-    ax.bar(centers, (table["confidence"] - table["accuracy"]).fillna(0), bottom=table["accuracy"].fillna(0),
-           width=width * 0.95, color="C3", alpha=0.35, label="gap to confidence")
+    ax.plot(centers, table["confidence"], "o", color="C3", ms=4, label="mean confidence")
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
     ax.set_ylabel("accuracy")
     ax.set_xlim(0, 1)
@@ -187,7 +186,7 @@ def face_gallery(faces: np.ndarray, titles: Sequence[str], cols: int = 8, title:
     plt = _plt()
     n = len(faces)
     rows = max(1, -(-n // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 1.95), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 2.3), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
