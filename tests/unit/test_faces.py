@@ -127,3 +127,13 @@ def test_without_the_model_package_the_fallback_or_message_is_clear(monkeypatch)
 def test_unknown_detector_name_is_refused():
     with pytest.raises(ValueError, match="unknown detector"):
         faces.detector("yolo")
+
+
+def test_a_small_face_in_a_large_frame_is_found_by_the_default_chain(astronaut):
+    """Too small for ``front`` (face ~1/24 of the width); ``auto`` falls back to ``back``."""
+    frame = np.zeros((1080, 1920, 3), np.uint8)
+    frame[300:684, 800:1184] = cv2.resize(astronaut, (384, 384))
+    assert faces.detect(frame, "blazeface-front") == []
+    (face,) = faces.detect(frame)
+    cx, cy = _centre(face)
+    assert abs(cx - (800 + FACE_CENTRE[0] * 0.75)) < 25 and abs(cy - (300 + FACE_CENTRE[1] * 0.75)) < 25
