@@ -1,0 +1,83 @@
+"""Exported models (fer.export) answer like the Keras model they came from, and load through
+``fer.load_classifier(path)``.
+
+Parity is checked on held-out real faces (FER2013 PublicTest, or the team's sample CSV in
+``shared/``; generated faces otherwise): float exports must agree on top-1 for >= 99 % of
+them. int8 is lossy by design: on the interim model it agrees on ~97 %, and every
+disagreement must be a near-tie of the Keras model (its two classes within 0.05).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fer
+from fer import export, predict
+from fer.config import NUM_CLASSES
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def keras_clf():
+    return predict.load_classifier(backend="keras")
+
+
+@pytest.fixture(scope="module")
+def check_faces():
+    return export.check_faces(300)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, keras_clf):
+    out = tmp_path_factory.mktemp("exported")
+    rep, _ = export.representative_faces(100)
+    return export.export(keras_clf.path, out, ["tflite-fp16", "tflite-int8", "onnx"], representative=rep)
+
+
+@pytest.mark.parametrize("fmt", ["tflite-fp16", "onnx"])
+def test_float_exports_agree_with_keras(exported, keras_clf, check_faces, fmt):
+    clf = fer.load_classifier(exported[fmt])
+    assert clf.backend == ("onnxruntime" if fmt == "onnx" else "litert") and clf.crop == keras_clf.crop
+    r = export.parity(keras_clf, clf, check_faces)
+    print(f"{fmt}: {r}")
+    assert r["top1_agreement"] >= 0.99, r
+    assert r["max_abs_diff"] < (1e-4 if fmt == "onnx" else 0.01), r
+
+
+def test_int8_export_only_disagrees_on_near_ties(exported, keras_clf, check_faces):
+    clf = fer.load_classifier(exported["tflite-int8"])
+    r = export.parity(keras_clf, clf, check_faces)
+    print(f"int8: {r}")
+    a, b = keras_clf.predict_proba(check_faces), clf.predict_proba(check_faces)
+    rows = np.flatnonzero(a.argmax(1) != b.argmax(1))
+    gaps = a[rows, a.argmax(1)[rows]] - a[rows, b.argmax(1)[rows]]
+    assert r["top1_agreement"] >= 0.95 and r["max_abs_diff"] < 0.1, r
+    assert (gaps < 0.05).all(), gaps
+    assert exported["tflite-int8"].stat().st_size < 0.6 * exported["onnx"].stat().st_size
+
+
+def test_exported_models_take_batches_of_any_size_and_tta(exported):
+    clf = fer.load_classifier(exported["onnx"])
+    faces = np.random.default_rng(0).integers(0, 256, (3, 48, 48), dtype=np.uint8)
+    for tta in (None, "flip", "tencrop"):
+        p = clf.predict_proba(faces, tta=tta)
+        assert p.shape == (3, NUM_CLASSES)
+        np.testing.assert_allclose(p.sum(1), 1, rtol=1e-4)
+    assert clf.predict_proba(faces[:0]).shape == (0, NUM_CLASSES)
+    lite = fer.load_classifier(exported["tflite-fp16"])
+    big = np.random.default_rng(1).integers(0, 256, (40, 48, 48), dtype=np.uint8)
+    np.testing.assert_allclose(lite.predict_proba(big)[:3], lite.predict_proba(big[:3]), atol=1e-5)
+
+
+def test_a_file_that_is_not_a_model_is_refused(tmp_path):
+    for name in ("junk.tflite", "junk.onnx"):
+        (tmp_path / name).write_bytes(b"not a model")
+        with pytest.raises(predict.ModelFileError, match="could not be loaded"):
+            fer.load_classifier(tmp_path / name)
+
+
+def test_unknown_export_format_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown format"):
+        export.export(None, tmp_path, ["coreml"])
