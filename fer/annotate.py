@@ -72,7 +72,7 @@ class Smoother:
                 self.next_id += 1
                 self.tracks.append(track)
             out.append({**face, "id": track.id, "label": CLASSES[int(track.probs.argmax())],
-                        "probs": {c: float(v) for c, v in zip(CLASSES, track.probs)}})
+                        "probs": {c: float(v) for c, v in zip(CLASSES, track.probs, strict=True)}})
         for t in free:
             t.missed += 1
         self.tracks = [t for t in self.tracks if t.missed <= MAX_MISSED]

@@ -247,4 +247,4 @@ def analyze(image_bgr: np.ndarray, classifier: Classifier | None = None, detecto
     crops = np.stack([fd.crop(gray, f, IMAGE_SIZE, **kw) for f in found])
     probs = (classifier or default_classifier()).predict_proba(crops, tta=tta)
     return [{"box": [int(v) for v in f.box], "label": CLASSES[int(p.argmax())],
-             "probs": {c: float(v) for c, v in zip(CLASSES, p)}} for f, p in zip(found, probs)]
+             "probs": {c: float(v) for c, v in zip(CLASSES, p, strict=True)}} for f, p in zip(found, probs, strict=True)]
