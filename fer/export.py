@@ -130,7 +130,20 @@ def export(model_path: str | os.PathLike | None = None, out_dir: str | os.PathLi
                 log.info("int8 calibration on %d faces from %s", len(representative), where)
             path.write_bytes(to_tflite(clf.model, quantize, representative))
         written[fmt] = path
+        _write_card(path, clf.card, fmt)
     return written
+
+
+def _write_card(path: Path, source_card: dict, fmt: str) -> None:
+    """``<file>.json`` beside the export: the source model's card, re-keyed to this file, so
+    ``load_classifier`` verifies it like a ``.keras`` file and tools can read where it came from."""
+    import json
+
+    from fer.predict import card_path, sha256
+
+    card = {**source_card, "export": {"format": fmt, "source_sha256": source_card.get("sha256")},
+            "sha256": sha256(path), "size_bytes": path.stat().st_size}
+    card_path(path).write_text(json.dumps(card, indent=2) + "\n")
 
 
 def parity(reference, other, faces: np.ndarray) -> dict[str, float]:

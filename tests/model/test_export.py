@@ -81,3 +81,21 @@ def test_a_file_that_is_not_a_model_is_refused(tmp_path):
 def test_unknown_export_format_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown format"):
         export.export(None, tmp_path, ["coreml"])
+
+
+def test_each_export_carries_a_card_that_is_verified(exported, keras_clf, tmp_path):
+    import json
+    import shutil
+
+    path = exported["tflite-fp16"]
+    card = json.loads(predict.card_path(path).read_text())
+    assert card["export"] == {"format": "tflite-fp16", "source_sha256": keras_clf.card.get("sha256")}
+    assert card["sha256"] == predict.sha256(path) and fer.load_classifier(path).card == card
+    bad = tmp_path / path.name
+    shutil.copyfile(path, bad)
+    shutil.copyfile(predict.card_path(path), predict.card_path(bad))
+    with open(bad, "r+b") as fh:
+        fh.seek(100)
+        fh.write(b"\x00garbage\x00")
+    with pytest.raises(predict.ModelFileError, match="checksum"):
+        fer.load_classifier(bad)
