@@ -158,3 +158,13 @@ def test_python_m_fer_reports_errors_without_a_traceback(tmp_path):
                           capture_output=True, text=True, cwd=PROJECT_DIR, timeout=120)
     assert done.returncode == 2
     assert "error:" in done.stderr and "no such file" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_bench_reports_every_measurement(capsys):
+    assert cli.main(["bench", "--frames", "3", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["frames"] == 3 and r["frame_size"] == "640x480"
+    assert r["classifier"]["batch1_ms"]["p50"] > 0 and r["classifier"]["batch256_faces_per_s"] > 0
+    assert r["detector_ms"]["p95"] >= r["detector_ms"]["p50"] > 0
+    assert r["analyze_ms"]["frames_with_faces"] == 3
+    assert "pypi_fer_ms" not in r  # only with --compare-fer (it needs the side venv)

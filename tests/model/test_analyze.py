@@ -114,3 +114,15 @@ def test_the_face_is_found_in_every_frame_of_the_sample_video():
             missed += not faces.detect(frame)
         n += 1
     assert n > 400 and missed == 0
+
+
+def test_concurrent_calls_give_the_same_answer(astronaut):
+    """The web app calls analyze from several threads; the shared interpreters are locked."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    expected = fer.analyze(astronaut)
+    frames = [astronaut, cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)] * 6
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(fer.analyze, frames))
+    assert all(r == expected for r in results[::2])
+    assert all(r == results[1] for r in results[1::2])
