@@ -64,14 +64,23 @@ def current_interpreter_kernel() -> Iterator[str]:
             "display_name": f"Python ({sys.executable})", "language": "python",
         }))
         old = os.environ.get("JUPYTER_PATH")
-        os.environ["JUPYTER_PATH"] = os.pathsep.join([tmp, old] if old else [tmp])
-        try:
+        with environ(JUPYTER_PATH=os.pathsep.join([tmp, old] if old else [tmp])):
             yield KERNEL_NAME
-        finally:
-            if old is None:
-                os.environ.pop("JUPYTER_PATH", None)
+
+
+@contextmanager
+def environ(**values: str) -> Iterator[None]:
+    """Set environment variables (inherited by the kernels) for the duration of a block."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
             else:
-                os.environ["JUPYTER_PATH"] = old
+                os.environ[k] = v
 
 
 def execute(
@@ -140,7 +149,8 @@ def reproduce(
     executed_dir, html_dir = reports_dir / "executed", reports_dir / "html"
     books = notebooks(notebook_dir)
     total_start = time.time()
-    with current_interpreter_kernel() as kernel:
+    # The kernels write reports/metrics themselves: point them at the same reports folder.
+    with current_interpreter_kernel() as kernel, environ(FER_REPORTS_DIR=str(reports_dir.resolve())):
         for i, nb in enumerate(books, 1):
             start = time.time()
             log(f"[{i}/{len(books)}] {nb.stem}: running (profile {values['profile']}) ...")

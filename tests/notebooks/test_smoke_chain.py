@@ -16,15 +16,15 @@ from fer import reports
 pytestmark = pytest.mark.slow
 
 #: Figures each report must contain at least (embedded PNGs).
-MIN_FIGURES = {"01_explore": 4, "02_train_tune": 2, "03_evaluate": 4, "04_webcam_demo": 1}
+MIN_FIGURES = {"01_explore": 3, "02_train_tune": 2, "03_evaluate": 4, "04_webcam_demo": 1}
 
 
 @pytest.fixture(scope="module")
 def smoke_reports(tmp_path_factory):
     root = tmp_path_factory.mktemp("smoke")
     mp = pytest.MonkeyPatch()
-    # The kernels inherit these: metrics and runs go to the temporary folder too.
-    mp.setenv("FER_REPORTS_DIR", str(root / "reports"))
+    # Training runs go to the temporary folder (the kernels inherit this); reproduce itself
+    # points the kernels' metrics at reports_dir.
     mp.setenv("FER_RUNS_DIR", str(root / "runs"))
     lines = []
     index = reports.reproduce("smoke", reports_dir=root / "reports", log=lines.append)
