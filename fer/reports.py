@@ -204,7 +204,8 @@ def headline(metrics: dict[str, Any]) -> list[str]:
         lines.append(f"PublicTest images not in train: accuracy {100 * u['accuracy']:.1f} % on {u['images']} images")
     if "latency" in ev:
         lines.append(f"latency: {ev['latency']['ms_per_image_batch1']:.1f} ms per face alone, "
-                     f"{ev['latency']['images_per_s_batched']:.0f} faces/s batched (CPU)")
+                     f"{ev['latency']['images_per_s_batched']:.0f} faces/s batched"
+                     + (f" ({ev['latency']['device']})" if ev["latency"].get("device") else ""))
     if ev.get("model"):
         lines.append(f"model evaluated: {ev['model']}")
     for name, m in metrics.get("train", {}).get("models", {}).items():
