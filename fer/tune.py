@@ -40,8 +40,14 @@ class TuneResult:
     trials: int
 
 
-def space(hp, arch: str) -> dict[str, Any]:
+#: Architecture choices searched unless a profile's ``tune:`` block names its own (the smoke
+#: profile searches tiny widths; every default combination stays under 5 M parameters).
+CHOICES: dict[str, list] = {"width": [32, 48], "stem_width": [16, 32], "blocks": ["1111", "1221"]}
+
+
+def space(hp, arch: str, choices: Mapping[str, list] | None = None) -> dict[str, Any]:
     """Declare the search space on ``hp`` and return the chosen values as TrainConfig overrides."""
+    choices = {**CHOICES, **dict(choices or {})}
     values: dict[str, Any] = {
         "lr": hp.Float("lr", 5e-4, 5e-3, sampling="log"),
         "weight_decay": hp.Float("weight_decay", 1e-5, 1e-3, sampling="log"),
@@ -50,12 +56,12 @@ def space(hp, arch: str) -> dict[str, Any]:
     strength = hp.Choice("augment", [0.5, 1.0, 1.5])
     values.update(rotation=10.0 * strength, zoom=0.1 * strength, erasing=min(0.5, 0.25 * strength))
     if arch == "resnet":
-        base = hp.Choice("width", [32, 48, 64])
+        base = hp.Choice("width", [int(w) for w in choices["width"]])
         values["widths"] = [base, 2 * base, 4 * base, 8 * base]
-        values["stem_width"] = hp.Choice("stem_width", [16, 32])
-        values["blocks"] = [int(b) for b in hp.Choice("blocks", ["1111", "1221"])]
+        values["stem_width"] = hp.Choice("stem_width", [int(w) for w in choices["stem_width"]])
+        values["blocks"] = [int(b) for b in hp.Choice("blocks", [str(b) for b in choices["blocks"]])]
     elif arch == "lite":
-        base = hp.Choice("width", [16, 32])
+        base = hp.Choice("width", [int(w) // 2 for w in choices["width"]])
         values["widths"] = [2 * base, 4 * base, 8 * base]
     return values
 
@@ -71,12 +77,12 @@ def _split(values: Mapping[str, Any]) -> dict[str, Any]:
 class FerHyperModel(kt.HyperModel):
     """keras-tuner HyperModel: ``build`` makes the model, ``fit`` builds the matching tf.data."""
 
-    def __init__(self, base: fer_train.TrainConfig, train: tuple, val: tuple):
+    def __init__(self, base: fer_train.TrainConfig, train: tuple, val: tuple, choices: Mapping[str, list] | None = None):
         super().__init__(name="fer", tunable=True)
-        self.base, self.train, self.val = base, train, val
+        self.base, self.train, self.val, self.choices = base, train, val, choices
 
     def config(self, hp) -> fer_train.TrainConfig:
-        chosen = _split(space(hp, self.base.arch))
+        chosen = _split(space(hp, self.base.arch, self.choices))
         hp_arch = {**self.base.hp, **chosen.pop("hp")}
         return replace(self.base, hp=hp_arch, schedule="plateau", **chosen)
 
@@ -94,6 +100,7 @@ class FerHyperModel(kt.HyperModel):
         train_ds = fer_train.make_dataset(*self.train, cfg, crop, training=True)
         val_ds = fer_train.make_dataset(*self.val, cfg, crop, training=False)
         kwargs.pop("validation_data", None)
+        kwargs["shuffle"] = False  # tf.data shuffles already
         return model.fit(train_ds, validation_data=val_ds, **kwargs)
 
 
@@ -127,7 +134,8 @@ def search(
         overwrite=overwrite,
         seed=base.seed,
     )
-    hypermodel = FerHyperModel(base, train_xy, val_xy)
+    choices = {k: opts[k] for k in CHOICES if k in opts}
+    hypermodel = FerHyperModel(base, train_xy, val_xy, choices)
     if algorithm == "hyperband":
         tuner = kt.Hyperband(hypermodel, max_epochs=max(2, epochs), factor=int(opts.get("factor", 3)), **common)
     elif algorithm == "bayesian":
@@ -143,7 +151,7 @@ def search(
     if table.empty:
         raise RuntimeError(f"no trial of the search in {directory / algorithm} finished; see the errors above")
     best = tuner.get_best_hyperparameters(1)[0]
-    best_hp = _split(space(best, base.arch))
+    best_hp = _split(space(best, base.arch, choices))
     best_hp = {**best_hp.pop("hp"), **best_hp}
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "best_hp.json").write_text(json.dumps(best_hp, indent=2))

@@ -1,0 +1,51 @@
+"""keras-tuner search on generated data: results saved, space respected, reruns resume."""
+
+import json
+
+import keras_tuner as kt
+import pytest
+
+from fer import data, models, tune
+
+PROFILE = {
+    "profile": "t",
+    "seed": 0,
+    "max_trials": 2,
+    "train": {"arch": "resnet", "batch_size": 32, "warmup_epochs": 0, "precision": "float32", "hp": {"crop": 40}},
+    "tune": {"algorithm": "random", "epochs": 1, "width": [8], "stem_width": [8], "blocks": ["1111"]},
+}
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    splits = data.synthetic(n_train=12, n_test=4)
+    return tune.search(PROFILE, splits, directory=tmp_path_factory.mktemp("tune"), verbose=0), splits
+
+
+def test_search_saves_best_hyperparameters_in_the_profile_space(result):
+    res, _ = result
+    assert res.trials == 2 and len(res.table) == 2
+    saved = json.loads((res.directory / "best_hp.json").read_text())
+    assert saved == res.best_hp
+    assert saved["widths"] == [8, 16, 32, 64] and saved["stem_width"] == 8
+    assert 5e-4 <= saved["lr"] <= 5e-3
+    assert (res.directory / "trials.csv").exists()
+    assert res.table["val_accuracy"].is_monotonic_decreasing
+
+
+def test_rerun_resumes_and_says_so(result, capsys):
+    res, splits = result
+    again = tune.search(PROFILE, splits, directory=res.directory, verbose=0)
+    assert "resuming the search" in capsys.readouterr().out
+    assert again.trials == res.trials  # nothing silently wiped, nothing re-run
+
+
+def test_default_space_stays_within_the_parameter_budget():
+    hp = kt.HyperParameters()
+    tune.space(hp, "resnet")
+    choices = {p.name: p.values for p in hp.space if hasattr(p, "values")}
+    for width in choices["width"]:
+        for blocks in choices["blocks"]:
+            model = models.build("resnet", {"widths": [width * m for m in (1, 2, 4, 8)], "stem_width": 32,
+                                            "blocks": [int(b) for b in blocks]})
+            assert model.count_params() <= 5_000_000
