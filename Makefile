@@ -40,8 +40,8 @@ endif
 data: $(ENV_STAMP) ## find FER2013 (FER_DATA, data/raw, or Kaggle via kagglehub) and print its audit
 	$(PYTHON) -m fer data
 
-smoke: $(ENV_STAMP) ## the whole chain on generated data in a few minutes
-	$(PYTHON) -m fer reproduce --profile smoke
+smoke: $(ENV_STAMP) ## the whole chain on generated data in a few minutes (reports in runs/smoke/reports)
+	FER_REPORTS_DIR=$(CURDIR)/runs/smoke/reports $(PYTHON) -m fer reproduce --profile smoke
 
 reproduce: $(ENV_STAMP) ## train, tune, evaluate and execute every notebook (PROFILE=cpu by default)
 	$(PYTHON) -m fer reproduce --profile $(PROFILE)
