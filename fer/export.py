@@ -14,8 +14,10 @@ inputs and outputs stay float32 so every runtime is called the same way.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -54,7 +56,9 @@ def to_tflite(model, quantize: str | None = None, representative: np.ndarray | N
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     elif quantize is not None:
         raise ValueError(f"quantize must be None, 'float16' or 'int8', not {quantize!r}")
-    return converter.convert()
+    # Keras prints "Saved artifact at ..." while converting: keep stdout clean for --json users.
+    with contextlib.redirect_stdout(sys.stderr):
+        return converter.convert()
 
 
 def to_onnx(model, path: str | os.PathLike, opset: int = 17) -> Path:
