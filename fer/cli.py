@@ -59,7 +59,7 @@ def cmd_data(args) -> int:
 # --------------------------------------------------------------------------- train
 
 
-def _profile_args(p, models: bool = True) -> None:
+def _profile_args(p) -> None:
     p.add_argument("--profile", default="cpu", help="params profile: smoke, cpu, full or a YAML path (default: cpu)")
     p.add_argument("--data", dest="data_source", help="FER2013 zip/folder/CSV, or 'synthetic' (default: the profile's)")
     p.add_argument("--epochs", type=int, help="override the profile's epochs")
@@ -103,8 +103,8 @@ def cmd_train(args) -> int:
           f"{m['accuracy_single']:.4f} (flip {m['accuracy_flip']:.4f}, ten-crop {m['accuracy_tencrop']:.4f}), "
           f"macro-F1 {m['macro_f1_single']:.4f}")
     if args.ship:
-        run_dir = card["model"] and (args.run_dir or train.RUNS_DIR / str(profile["profile"]) / card["name"])
-        dest = train.ship(run_dir, name="main" if args.model == "train" else card["name"])
+        run_dir = args.run_dir or train.RUNS_DIR / str(profile["profile"]) / card["name"]
+        dest = train.ship(run_dir, name=card["name"])
         print(f"shipped {dest} ({dest.stat().st_size / 1e6:.1f} MB)")
     return 0
 
