@@ -73,6 +73,8 @@ def _load_profile_and_data(args):
     for key in ("data_source", "epochs", "seed"):
         if getattr(args, key, None) is not None:
             profile[key] = getattr(args, key)
+    if not profile.get("data_source"):
+        profile["data_source"] = str(data.locate())  # recorded in the model card
     splits = data.load_source(profile.get("data_source"), seed=profile.get("seed", 0))
     return profile, splits
 

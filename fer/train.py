@@ -427,8 +427,6 @@ def run(
 
 def ship(run_dir: str | os.PathLike, name: str | None = None, weights_dir: str | os.PathLike | None = None) -> Path:
     """Copy a run's ``model.keras`` into ``fer/weights/<name>.keras`` with its card + sha256."""
-    import shutil
-
     from fer.config import WEIGHTS_DIR
     from fer.predict import sha256
 
@@ -438,7 +436,9 @@ def ship(run_dir: str | os.PathLike, name: str | None = None, weights_dir: str |
     dest_dir = Path(weights_dir or WEIGHTS_DIR)
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / f"{name}.keras"
-    shutil.copyfile(run_dir / "model.keras", dest)
+    # Loaded without compiling and saved again: the shipped file holds no optimizer state
+    # (AdamW's two moments would triple its size) and is all inference needs.
+    keras.saving.load_model(run_dir / "model.keras", compile=False).save(dest)
     card.pop("history", None)  # the run folder keeps the full curves; the card stays readable
     card["sha256"] = sha256(dest)
     card["size_bytes"] = dest.stat().st_size
