@@ -322,10 +322,6 @@ def fit(
     return model, history
 
 
-def default_run_dir(name: str) -> Path:
-    return RUNS_DIR / name
-
-
 # --------------------------------------------------------------------------- profiles → runs → shipped model
 
 #: Profile blocks that describe a model to train, and the file name each ships under.
