@@ -354,17 +354,15 @@ def config_from_profile(profile: Mapping[str, Any], block: str = "train", hp: Ma
 
 def evaluate_model(model, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Accuracy and macro-F1 of ``model`` on ``(x, y)``, plain and with flip / ten-crop TTA."""
-    from sklearn.metrics import accuracy_score, f1_score
-
+    from fer.evaluate import tta_table
     from fer.predict import Classifier
 
-    clf = Classifier(model)
+    table = tta_table(Classifier(model), x, y)
     out: dict[str, float] = {}
-    for tta in (None, "flip", "tencrop"):
-        pred = clf.predict_proba(x, tta=tta).argmax(axis=1)
-        name = tta or "single"
-        out[f"accuracy_{name}"] = float(accuracy_score(y, pred))
-        out[f"macro_f1_{name}"] = float(f1_score(y, pred, average="macro"))
+    for mode, row in table.iterrows():
+        name = "single" if mode == "none" else mode
+        out[f"accuracy_{name}"] = float(row["accuracy"])
+        out[f"macro_f1_{name}"] = float(row["macro_f1"])
     return out
 
 
