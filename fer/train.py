@@ -373,8 +373,13 @@ def run(
     hp: Mapping[str, Any] | None = None,
     run_dir: str | os.PathLike | None = None,
     verbose: int | str = "auto",
+    reuse: bool = True,
 ) -> dict[str, Any]:
     """Train one profile block end to end and write ``model.keras`` + ``card.json`` to ``run_dir``.
+
+    With ``reuse`` a run that already finished in ``run_dir`` with the same configuration and
+    data is loaded instead of trained again (an interrupted one resumes through
+    ``BackupAndRestore``), so re-running ``make reproduce`` after a later failure costs nothing.
 
     Training images that also occur in an evaluation split, and constant (black) images, are
     dropped first (``fer.data.clean``), so validation accuracy is measured on unseen faces.
@@ -388,6 +393,13 @@ def run(
     run_dir = Path(run_dir) if run_dir else RUNS_DIR / str(profile.get("profile", "custom")) / name
     cleaned = data.clean(splits)
     train_xy, val_xy = data.training_splits(cleaned, seed=cfg.seed)
+    if reuse:
+        n_train = min(len(train_xy[0]), cfg.max_train or len(train_xy[0]))
+        card = finished_run(run_dir, cfg, profile, n_train=n_train, n_val=len(val_xy[0]))
+        if card is not None:
+            print(f"{name}: reusing the finished run in {run_dir} (same configuration and data); "
+                  "delete that folder to train again")
+            return card
     model, history = fit(train_xy, val_xy, cfg, run_dir=run_dir, verbose=verbose)
     metrics = evaluate_model(model, *val_xy)
     val_name = next((s for s in ("val", "public_test") if s in cleaned), "split of train")
@@ -416,6 +428,26 @@ def run(
     model.save(run_dir / "model.keras")
     (run_dir / "card.json").write_text(json.dumps(card, indent=2, default=list))
     card["model"] = model
+    return card
+
+
+def finished_run(run_dir: Path, cfg: TrainConfig, profile: Mapping[str, Any], n_train: int, n_val: int) -> dict[str, Any] | None:
+    """The card of a finished run in ``run_dir`` trained exactly like ``cfg`` on the same data
+    (with ``model`` loaded into it), or None."""
+    card_file, model_file = run_dir / "card.json", run_dir / "model.keras"
+    if not (card_file.exists() and model_file.exists()):
+        return None
+    try:
+        card = json.loads(card_file.read_text())
+    except (OSError, ValueError):
+        return None
+    same_config = card.get("config") == json.loads(json.dumps(asdict(cfg), default=list))
+    d = card.get("data", {})
+    same_data = (d.get("profile"), d.get("source"), d.get("train_images"), d.get("validation_images")) == (
+        profile.get("profile"), str(profile.get("data_source")), n_train, n_val)
+    if not (same_config and same_data):
+        return None
+    card["model"] = keras.saving.load_model(model_file)
     return card
 
 

@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -45,24 +45,46 @@ class TuneResult:
 CHOICES: dict[str, list] = {"width": [32, 48], "stem_width": [16, 32], "blocks": ["1111", "1221"]}
 
 
-def space(hp, arch: str, choices: Mapping[str, list] | None = None) -> dict[str, Any]:
-    """Declare the search space on ``hp`` and return the chosen values as TrainConfig overrides."""
+#: Every hyperparameter the search knows. A profile's ``tune.params`` may name a subset; the
+#: rest keep the profile's values. Short trials rank learning rate and architecture usefully
+#: but under-rate regularisation (dropout, weight decay, augmentation pay off only in long
+#: runs), so the cpu profile searches ``lr``, ``stem_width`` and ``blocks`` only.
+PARAMS = ("lr", "weight_decay", "dropout", "augment", "width", "stem_width", "blocks")
+
+
+def space(hp, arch: str, choices: Mapping[str, list] | None = None, params: Sequence[str] | None = None) -> dict[str, Any]:
+    """Declare the search space on ``hp`` and return the chosen values as TrainConfig overrides.
+
+    ``params`` limits the search to those names (default: all of ``PARAMS``).
+    """
     choices = {**CHOICES, **dict(choices or {})}
-    values: dict[str, Any] = {
-        "lr": hp.Float("lr", 5e-4, 5e-3, sampling="log"),
-        "weight_decay": hp.Float("weight_decay", 1e-5, 1e-3, sampling="log"),
-        "dropout": round(hp.Float("dropout", 0.1, 0.5, step=0.1), 2),
-    }
-    strength = hp.Choice("augment", [0.5, 1.0, 1.5])
-    values.update(rotation=10.0 * strength, zoom=0.1 * strength, erasing=min(0.5, 0.25 * strength))
+    params = PARAMS if params is None else tuple(params)
+    unknown = sorted(set(params) - set(PARAMS))
+    if unknown:
+        raise ValueError(f"tune.params: unknown hyperparameter(s) {unknown}; known: {list(PARAMS)}")
+    values: dict[str, Any] = {}
+    if "lr" in params:
+        values["lr"] = hp.Float("lr", 5e-4, 5e-3, sampling="log")
+    if "weight_decay" in params:
+        values["weight_decay"] = hp.Float("weight_decay", 1e-5, 1e-3, sampling="log")
+    if "dropout" in params:
+        values["dropout"] = round(hp.Float("dropout", 0.1, 0.5, step=0.1), 2)
+    if "augment" in params:
+        strength = hp.Choice("augment", [0.5, 1.0, 1.5])
+        values.update(rotation=10.0 * strength, zoom=0.1 * strength, erasing=min(0.5, 0.25 * strength))
     if arch == "resnet":
-        base = hp.Choice("width", [int(w) for w in choices["width"]])
-        values["widths"] = [base, 2 * base, 4 * base, 8 * base]
-        values["stem_width"] = hp.Choice("stem_width", [int(w) for w in choices["stem_width"]])
-        values["blocks"] = [int(b) for b in hp.Choice("blocks", [str(b) for b in choices["blocks"]])]
-    elif arch == "lite":
+        if "width" in params:
+            base = hp.Choice("width", [int(w) for w in choices["width"]])
+            values["widths"] = [base, 2 * base, 4 * base, 8 * base]
+        if "stem_width" in params:
+            values["stem_width"] = hp.Choice("stem_width", [int(w) for w in choices["stem_width"]])
+        if "blocks" in params:
+            values["blocks"] = [int(b) for b in hp.Choice("blocks", [str(b) for b in choices["blocks"]])]
+    elif arch == "lite" and "width" in params:
         base = hp.Choice("width", [int(w) // 2 for w in choices["width"]])
         values["widths"] = [2 * base, 4 * base, 8 * base]
+    if not values:
+        raise ValueError(f"tune.params {list(params)} leaves nothing to search for {arch!r}")
     return values
 
 
@@ -77,12 +99,13 @@ def _split(values: Mapping[str, Any]) -> dict[str, Any]:
 class FerHyperModel(kt.HyperModel):
     """keras-tuner HyperModel: ``build`` makes the model, ``fit`` builds the matching tf.data."""
 
-    def __init__(self, base: fer_train.TrainConfig, train: tuple, val: tuple, choices: Mapping[str, list] | None = None):
+    def __init__(self, base: fer_train.TrainConfig, train: tuple, val: tuple, choices: Mapping[str, list] | None = None,
+                 params: Sequence[str] | None = None):
         super().__init__(name="fer", tunable=True)
-        self.base, self.train, self.val, self.choices = base, train, val, choices
+        self.base, self.train, self.val, self.choices, self.params = base, train, val, choices, params
 
     def config(self, hp) -> fer_train.TrainConfig:
-        chosen = _split(space(hp, self.base.arch, self.choices))
+        chosen = _split(space(hp, self.base.arch, self.choices, self.params))
         hp_arch = {**self.base.hp, **chosen.pop("hp")}
         return replace(self.base, hp=hp_arch, schedule="plateau", **chosen)
 
@@ -135,7 +158,9 @@ def search(
         seed=base.seed,
     )
     choices = {k: opts[k] for k in CHOICES if k in opts}
-    hypermodel = FerHyperModel(base, train_xy, val_xy, choices)
+    params = opts.get("params")
+    space(kt.HyperParameters(), base.arch, choices, params)  # a bad tune.params fails here, before any trial
+    hypermodel = FerHyperModel(base, train_xy, val_xy, choices, params)
     if algorithm == "hyperband":
         tuner = kt.Hyperband(hypermodel, max_epochs=max(2, epochs), factor=int(opts.get("factor", 3)), **common)
     elif algorithm == "bayesian":
@@ -151,7 +176,7 @@ def search(
     if table.empty:
         raise RuntimeError(f"no trial of the search in {directory / algorithm} finished; see the errors above")
     best = tuner.get_best_hyperparameters(1)[0]
-    best_hp = _split(space(best, base.arch, choices))
+    best_hp = _split(space(best, base.arch, choices, params))
     best_hp = {**best_hp.pop("hp"), **best_hp}
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "best_hp.json").write_text(json.dumps(best_hp, indent=2))

@@ -49,3 +49,18 @@ def test_default_space_stays_within_the_parameter_budget():
             model = models.build("resnet", {"widths": [width * m for m in (1, 2, 4, 8)], "stem_width": 32,
                                             "blocks": [int(b) for b in blocks]})
             assert model.count_params() <= 5_000_000
+
+
+def test_params_limit_the_search_and_the_rest_keep_the_profile_values(tmp_path):
+    profile = {**PROFILE, "tune": {**PROFILE["tune"], "params": ["lr"]}}
+    profile["train"] = {**PROFILE["train"], "weight_decay": 0.02, "hp": {"crop": 40, "dropout": 0.3}}
+    res = tune.search(profile, data.synthetic(n_train=12, n_test=4), directory=tmp_path, verbose=0)
+    assert set(res.best_hp) == {"lr"}  # dropout, weight decay, augmentation, widths: the profile's
+    assert set(res.table.columns) == {"trial", "val_accuracy", "lr", "epochs"}
+
+
+def test_unknown_or_empty_params_are_refused_before_any_trial():
+    with pytest.raises(ValueError, match="unknown hyperparameter"):
+        tune.space(kt.HyperParameters(), "resnet", params=["lr", "depth"])
+    with pytest.raises(ValueError, match="nothing to search"):
+        tune.space(kt.HyperParameters(), "baseline", params=["width"])
