@@ -149,3 +149,21 @@ def test_finished_run_is_reused_only_with_the_same_configuration(splits, tmp_pat
     assert "reusing" not in capsys.readouterr().out and changed["config"]["lr"] == 0.01
     train.run(profile, splits, hp={"lr": 0.01}, run_dir=tmp_path, verbose=0, reuse=False)
     assert "reusing" not in capsys.readouterr().out
+
+
+def test_shipped_copy_of_a_bfloat16_run_is_float32_with_the_same_predictions(splits, tmp_path):
+    profile = {"profile": "t", "data_source": "synthetic", "seed": 0,
+               "train": {"arch": "resnet", "epochs": 1, "batch_size": 16, "warmup_epochs": 0,
+                         "precision": "mixed_bfloat16", "hp": {"crop": 40, "stem_width": 8, "widths": [8, 16], "blocks": [1, 1]}}}
+    try:
+        card = train.run(profile, splits, run_dir=tmp_path / "run", verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert {layer.dtype_policy.name for layer in card["model"].layers} >= {"mixed_bfloat16"}
+    dest = train.ship(tmp_path / "run", weights_dir=tmp_path / "weights")
+    shipped = Classifier(keras.saving.load_model(dest, compile=False))
+    assert {layer.dtype_policy.name for layer in shipped.model.layers} == {"float32"}
+    assert json.loads(dest.with_suffix(".json").read_text())["shipped_precision"] == "float32"
+    x = splits["public_test"][0]
+    ref = Classifier(card["model"]).predict_proba(x)
+    np.testing.assert_allclose(shipped.predict_proba(x), ref, atol=0.02)  # bf16 activations vs float32
