@@ -209,7 +209,8 @@ def headline(metrics: dict[str, Any]) -> list[str]:
     if ev.get("model"):
         lines.append(f"model evaluated: {ev['model']}")
     for name, m in metrics.get("train", {}).get("models", {}).items():
-        lines.append(f"{name}: {m.get('params', 0):,} params, validation accuracy "
+        trained = f"{m['epochs']} epochs in {m['wall_s'] / 60:.0f} min, " if m.get("epochs") and m.get("wall_s") else ""
+        lines.append(f"{name}: {m.get('params', 0):,} params, {trained}validation accuracy "
                      f"{100 * m.get('val_accuracy', float('nan')):.1f} % ({m.get('source', '')})")
     return lines
 
@@ -237,13 +238,17 @@ def write_index(html_dir: str | os.PathLike, reports_dir: str | os.PathLike = RE
         + (f", {infos[p.stem]['seconds']:.0f} s" if infos[p.stem].get("seconds") else "") + ")</small></li>"
         for p in pages)
     facts = "\n".join(f"<li>{esc(line)}</li>" for line in headline(metrics)) or "<li>no metrics recorded</li>"
+    seconds = [i["seconds"] for i in infos.values() if i.get("seconds")]
+    total = sum(seconds)
+    took = f" &middot; the {len(seconds)} notebooks took {total / 60:.0f} min" if total >= 120 else (
+        f" &middot; the {len(seconds)} notebooks took {total:.0f} s" if seconds else "")
     body = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>FER study reports ({esc(str(profile))})</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
 code{{background:#f3f3f3;padding:0 .2rem}} small{{color:#666}}</style></head>
 <body>
 <h1>Facial expression recognition: reports</h1>
-<p>Profile <code>{esc(str(profile))}</code> &middot; data <code>{esc(str(data))}</code> &middot; executed {esc(date)}</p>
+<p>Profile <code>{esc(str(profile))}</code> &middot; data <code>{esc(str(data))}</code> &middot; executed {esc(date)}{took}</p>
 <h2>Headline numbers</h2>
 <ul>
 {facts}

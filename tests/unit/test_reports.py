@@ -16,7 +16,9 @@ METRICS = {
         "latency": {"ms_per_image_batch1": 2.5, "images_per_s_batched": 900.0, "device": "AMD EPYC"},
         "model": "the bundled model (fer/weights/main.keras)",
     },
-    "train": {"models": {"main": {"params": 1_600_000, "val_accuracy": 0.70, "source": "bundled"}}},
+    "train": {"models": {"main": {"params": 1_600_000, "val_accuracy": 0.70, "source": "bundled"},
+                         "lite": {"params": 52_000, "epochs": 10, "wall_s": 1260, "val_accuracy": 0.6,
+                                  "source": "trained in this run"}}},
 }
 
 
@@ -25,7 +27,8 @@ def test_headline_reads_every_section():
     assert "public_test: accuracy 70.1 % (95 % CI 68.6-71.6)" in text
     assert "not in train: accuracy 69.5 % on 3309 images" in text
     assert "2.5 ms per face" in text and "AMD EPYC" in text
-    assert "main: 1,600,000 params" in text
+    assert "main: 1,600,000 params, validation accuracy 70.0 % (bundled)" in text
+    assert "lite: 52,000 params, 10 epochs in 21 min, validation accuracy 60.0 % (trained in this run)" in text
     assert reports.headline({}) == []
 
 
@@ -46,6 +49,7 @@ def test_index_links_pages_and_names_profile_data_and_numbers(tmp_path):
     assert 'href="01_explore.html">01 · Exploring</a>' in page and 'href="03_evaluate.html"' in page
     assert "<code>myprof</code>" in page and "2026-01-02 03:04 UTC" in page
     assert "/data/fer2013.zip" in page and "70.1 %" in page
+    assert "the 2 notebooks took 24 s" in page
 
 
 def test_profile_tune_block_or_false_becomes_the_tune_parameter():
