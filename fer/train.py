@@ -393,12 +393,17 @@ def run(
     run_dir = Path(run_dir) if run_dir else RUNS_DIR / str(profile.get("profile", "custom")) / name
     cleaned = data.clean(splits)
     train_xy, val_xy = data.training_splits(cleaned, seed=cfg.seed)
+    source = profile.get("data_source") or _located_source()
+    fingerprint = data_fingerprint(train_xy, val_xy)
     if reuse:
         n_train = min(len(train_xy[0]), cfg.max_train or len(train_xy[0]))
-        card = finished_run(run_dir, cfg, profile, n_train=n_train, n_val=len(val_xy[0]))
+        card = finished_run(run_dir, cfg, profile, fingerprint, (n_train, len(val_xy[0])))
         if card is not None:
             print(f"{name}: reusing the finished run in {run_dir} (same configuration and data); "
                   "delete that folder to train again")
+            if card["data"].get("source") in (None, "None"):  # cards written before sources were resolved
+                card["data"]["source"] = str(source)
+                (run_dir / "card.json").write_text(json.dumps({k: v for k, v in card.items() if k != "model"}, indent=2, default=list))
             return card
     model, history = fit(train_xy, val_xy, cfg, run_dir=run_dir, verbose=verbose)
     metrics = evaluate_model(model, *val_xy)
@@ -415,7 +420,8 @@ def run(
         "hardware": hardware(),
         "data": {
             "profile": profile.get("profile"),
-            "source": str(profile.get("data_source")),
+            "source": str(source),
+            "fingerprint": fingerprint,
             "train_images": history["train_images"],
             "dropped_from_train": int(len(splits["train"][0]) - len(cleaned["train"][0])),
             "validation": val_name,
@@ -431,9 +437,33 @@ def run(
     return card
 
 
-def finished_run(run_dir: Path, cfg: TrainConfig, profile: Mapping[str, Any], n_train: int, n_val: int) -> dict[str, Any] | None:
+def _located_source() -> str:
+    """Where ``fer.data.locate`` finds FER2013 now (what a profile without ``data_source`` used)."""
+    from fer import data
+
+    try:
+        return str(data.locate(download_ok=False))  # never download just to name the source
+    except data.DataError:
+        return "unknown"
+
+
+def data_fingerprint(train_xy: tuple, val_xy: tuple) -> str:
+    """sha256 of the training and validation arrays: the same data wherever its file lives."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for arr in (*train_xy, *val_xy):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
+def finished_run(
+    run_dir: Path, cfg: TrainConfig, profile: Mapping[str, Any], fingerprint: str, counts: tuple[int, int]
+) -> dict[str, Any] | None:
     """The card of a finished run in ``run_dir`` trained exactly like ``cfg`` on the same data
-    (with ``model`` loaded into it), or None."""
+    (with ``model`` loaded into it), or None. Data is compared by content (``fingerprint``),
+    not by path; cards written before fingerprints existed are compared by profile and the
+    ``counts`` of (training, validation) images."""
     card_file, model_file = run_dir / "card.json", run_dir / "model.keras"
     if not (card_file.exists() and model_file.exists()):
         return None
@@ -443,8 +473,10 @@ def finished_run(run_dir: Path, cfg: TrainConfig, profile: Mapping[str, Any], n_
         return None
     same_config = card.get("config") == json.loads(json.dumps(asdict(cfg), default=list))
     d = card.get("data", {})
-    same_data = (d.get("profile"), d.get("source"), d.get("train_images"), d.get("validation_images")) == (
-        profile.get("profile"), str(profile.get("data_source")), n_train, n_val)
+    if "fingerprint" in d:
+        same_data = d["fingerprint"] == fingerprint
+    else:
+        same_data = (d.get("profile"), d.get("train_images"), d.get("validation_images")) == (profile.get("profile"), *counts)
     if not (same_config and same_data):
         return None
     card["model"] = keras.saving.load_model(model_file)

@@ -135,7 +135,7 @@ def test_classifier_sees_what_validation_saw(splits):
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
-def test_finished_run_is_reused_only_with_the_same_configuration(splits, tmp_path, capsys):
+def test_finished_run_is_reused_only_with_the_same_configuration_and_data(splits, tmp_path, capsys):
     profile = {"profile": "t", "data_source": "synthetic", "seed": 0,
                "train": {"arch": "resnet", "epochs": 1, "batch_size": 16, "warmup_epochs": 0, "precision": "float32",
                          "hp": {"crop": 40, "stem_width": 8, "widths": [8, 16], "blocks": [1, 1]}}}
@@ -145,6 +145,10 @@ def test_finished_run_is_reused_only_with_the_same_configuration(splits, tmp_pat
     assert again["date"] == first["date"]
     for a, b in zip(first["model"].get_weights(), again["model"].get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+    assert first["data"]["source"] == "synthetic" and len(first["data"]["fingerprint"]) == 64
+    other_data = data.synthetic(n_train=24, n_test=6, seed=2)  # same sizes, other pixels
+    train.run(profile, other_data, run_dir=tmp_path, verbose=0)
+    assert "reusing" not in capsys.readouterr().out
     changed = train.run(profile, splits, hp={"lr": 0.01}, run_dir=tmp_path, verbose=0)
     assert "reusing" not in capsys.readouterr().out and changed["config"]["lr"] == 0.01
     train.run(profile, splits, hp={"lr": 0.01}, run_dir=tmp_path, verbose=0, reuse=False)
