@@ -42,6 +42,9 @@ def to_tflite(model, quantize: str | None = None, representative: np.ndarray | N
     """Convert a Keras model to a TFLite flatbuffer; ``quantize`` is None, "float16" or "int8"."""
     import tensorflow as tf
 
+    from fer.models import float32_copy
+
+    model = float32_copy(model)  # a mixed_bfloat16 model's bf16 ops are not TFLite builtins
     # from_keras_model: converting a traced tf.function instead gave NaN outputs (TF 2.21)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if quantize == "float16":
@@ -56,9 +59,16 @@ def to_tflite(model, quantize: str | None = None, representative: np.ndarray | N
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     elif quantize is not None:
         raise ValueError(f"quantize must be None, 'float16' or 'int8', not {quantize!r}")
-    # Keras prints "Saved artifact at ..." while converting: keep stdout clean for --json users.
-    with contextlib.redirect_stdout(sys.stderr):
-        return converter.convert()
+    # Keras prints "Saved artifact at ..." and TF logs "Assets written to ..." while converting:
+    # keep stdout clean for --json users and the reports.
+    tf_log = logging.getLogger("tensorflow")
+    level = tf_log.level
+    tf_log.setLevel(max(level, logging.WARNING))
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            return converter.convert()
+    finally:
+        tf_log.setLevel(level)
 
 
 def to_onnx(model, path: str | os.PathLike, opset: int = 17) -> Path:
@@ -66,6 +76,9 @@ def to_onnx(model, path: str | os.PathLike, opset: int = 17) -> Path:
     import tensorflow as tf
     import tf2onnx
 
+    from fer.models import float32_copy
+
+    model = float32_copy(model)
     crop = _crop(model)
     fn = tf.function(lambda x: model(x, training=False))
     spec = (tf.TensorSpec([None, crop, crop, 1], tf.float32, name="face"),)

@@ -138,4 +138,23 @@ def lite(
     return _head(x, dropout, "lite", inputs)
 
 
+def float32_copy(model):
+    """``model`` with a float32 compute dtype in every layer and the same weights.
+
+    A model trained under ``mixed_bfloat16`` keeps that policy in its saved layers; shipped as
+    is, it would run emulated bfloat16 (several times slower) on CPUs without native support
+    and carry bf16 casts into TFLite/ONNX exports. Variables are float32 under mixed precision,
+    so the weights carry over exactly.
+    """
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    config = model.get_config()
+    for layer in config["layers"]:
+        if "dtype" in layer.get("config", {}):
+            layer["config"]["dtype"] = "float32"
+    clone = model.__class__.from_config(config)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
 BUILDERS = {"baseline": baseline, "resnet": resnet, "lite": lite}

@@ -215,6 +215,10 @@ def headline(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
 def write_index(html_dir: str | os.PathLike, reports_dir: str | os.PathLike = REPORTS_DIR) -> Path:
     """``index.html``: each report with its title, the profile, data source, date and headline numbers."""
     html_dir, reports_dir = Path(html_dir), Path(reports_dir)
@@ -235,13 +239,11 @@ def write_index(html_dir: str | os.PathLike, reports_dir: str | os.PathLike = RE
     esc = html.escape
     items = "\n".join(
         f'<li><a href="{esc(p.name)}">{esc(infos[p.stem]["title"])}</a> <small>({esc(p.name)}'
-        + (f", {infos[p.stem]['seconds']:.0f} s" if infos[p.stem].get("seconds") else "") + ")</small></li>"
+        + (f", {_duration(infos[p.stem]['seconds'])}" if infos[p.stem].get("seconds") else "") + ")</small></li>"
         for p in pages)
     facts = "\n".join(f"<li>{esc(line)}</li>" for line in headline(metrics)) or "<li>no metrics recorded</li>"
     seconds = [i["seconds"] for i in infos.values() if i.get("seconds")]
-    total = sum(seconds)
-    took = f" &middot; the {len(seconds)} notebooks took {total / 60:.0f} min" if total >= 120 else (
-        f" &middot; the {len(seconds)} notebooks took {total:.0f} s" if seconds else "")
+    took = f" &middot; the {len(seconds)} notebooks took {_duration(sum(seconds))}" if seconds else ""
     body = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>FER study reports ({esc(str(profile))})</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}

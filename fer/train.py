@@ -483,25 +483,6 @@ def finished_run(
     return card
 
 
-def float32_copy(model):
-    """``model`` with a float32 compute dtype in every layer and the same weights.
-
-    A model trained under ``mixed_bfloat16`` keeps that policy in its saved layers; shipped as
-    is, it would run emulated bfloat16 (several times slower) on CPUs without native support
-    and carry bf16 casts into TFLite/ONNX exports. Variables are float32 under mixed precision,
-    so the weights carry over exactly.
-    """
-    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
-        return model
-    config = model.get_config()
-    for layer in config["layers"]:
-        if "dtype" in layer.get("config", {}):
-            layer["config"]["dtype"] = "float32"
-    clone = model.__class__.from_config(config)
-    clone.set_weights(model.get_weights())
-    return clone
-
-
 def ship(run_dir: str | os.PathLike, name: str | None = None, weights_dir: str | os.PathLike | None = None) -> Path:
     """Copy a run's ``model.keras`` into ``fer/weights/<name>.keras`` with its card + sha256."""
     from fer.config import WEIGHTS_DIR
@@ -515,6 +496,8 @@ def ship(run_dir: str | os.PathLike, name: str | None = None, weights_dir: str |
     dest = dest_dir / f"{name}.keras"
     # Loaded without compiling and saved again: the shipped file holds no optimizer state
     # (AdamW's two moments would triple its size) and is all inference needs.
+    from fer.models import float32_copy
+
     float32_copy(keras.saving.load_model(run_dir / "model.keras", compile=False)).save(dest)
     card["shipped_precision"] = "float32"
     card.pop("history", None)  # the run folder keeps the full curves; the card stays readable
