@@ -396,14 +396,10 @@ def run(
     source = profile.get("data_source") or _located_source()
     fingerprint = data_fingerprint(train_xy, val_xy)
     if reuse:
-        n_train = min(len(train_xy[0]), cfg.max_train or len(train_xy[0]))
-        card = finished_run(run_dir, cfg, profile, fingerprint, (n_train, len(val_xy[0])))
+        card = finished_run(run_dir, cfg, fingerprint)
         if card is not None:
             print(f"{name}: reusing the finished run in {run_dir} (same configuration and data); "
                   "delete that folder to train again")
-            if card["data"].get("source") in (None, "None"):  # cards written before sources were resolved
-                card["data"]["source"] = str(source)
-                (run_dir / "card.json").write_text(json.dumps({k: v for k, v in card.items() if k != "model"}, indent=2, default=list))
             return card
     model, history = fit(train_xy, val_xy, cfg, run_dir=run_dir, verbose=verbose)
     metrics = evaluate_model(model, *val_xy)
@@ -457,13 +453,10 @@ def data_fingerprint(train_xy: tuple, val_xy: tuple) -> str:
     return h.hexdigest()
 
 
-def finished_run(
-    run_dir: Path, cfg: TrainConfig, profile: Mapping[str, Any], fingerprint: str, counts: tuple[int, int]
-) -> dict[str, Any] | None:
+def finished_run(run_dir: Path, cfg: TrainConfig, fingerprint: str) -> dict[str, Any] | None:
     """The card of a finished run in ``run_dir`` trained exactly like ``cfg`` on the same data
-    (with ``model`` loaded into it), or None. Data is compared by content (``fingerprint``),
-    not by path; cards written before fingerprints existed are compared by profile and the
-    ``counts`` of (training, validation) images."""
+    (with ``model`` loaded into it), or None. Data is compared by content (``fingerprint``), not
+    by path; a card without a fingerprint is never reused."""
     card_file, model_file = run_dir / "card.json", run_dir / "model.keras"
     if not (card_file.exists() and model_file.exists()):
         return None
@@ -472,11 +465,7 @@ def finished_run(
     except (OSError, ValueError):
         return None
     same_config = card.get("config") == json.loads(json.dumps(asdict(cfg), default=list))
-    d = card.get("data", {})
-    if "fingerprint" in d:
-        same_data = d["fingerprint"] == fingerprint
-    else:
-        same_data = (d.get("profile"), d.get("train_images"), d.get("validation_images")) == (profile.get("profile"), *counts)
+    same_data = card.get("data", {}).get("fingerprint") == fingerprint
     if not (same_config and same_data):
         return None
     card["model"] = keras.saving.load_model(model_file)
