@@ -115,11 +115,12 @@ def add_tune(sub) -> None:
     p = sub.add_parser("tune", help="keras-tuner search over the main model's hyperparameters", description=(
         "Hyperband (or the profile's tune.algorithm) over width, depth, dropout, learning rate, "
         "weight decay and augmentation strength. Writes best_hp.json and trials.csv to "
-        "runs/<profile>/tune/; resumes an unfinished search unless --overwrite. "
+        "runs/<profile>/tune/. A rerun with the same settings and data resumes that search (one folder "
+        "per settings; changed settings start a new one beside it); --overwrite starts it over. "
         "--train then retrains the main model from the best hyperparameters."))
     _profile_args(p)
     p.add_argument("--dir", help="search directory (default: runs/<profile>/tune)")
-    p.add_argument("--overwrite", action="store_true", help="discard an earlier search in --dir")
+    p.add_argument("--overwrite", action="store_true", help="discard the earlier search with the same settings in --dir")
     p.add_argument("--train", action="store_true", help="retrain the main model from the best hyperparameters")
     p.set_defaults(handler=cmd_tune)
 

@@ -6,18 +6,22 @@ The final model is then retrained from those hyperparameters with the full sched
 (``fer.train.run(profile, splits, hp=result.best_hp)``), not taken from a tuner checkpoint:
 search trials are short, constant-learning-rate runs on a subsample.
 
-The search directory is explicit. Re-running with ``overwrite=False`` resumes an unfinished
-search (and says so); ``overwrite=True`` starts over.
+The search directory is explicit. Each search lives in ``<directory>/<algorithm>-<key>``, where
+``key`` hashes everything that decides its trials (training options, the ``tune`` block, the
+data). Re-running with ``overwrite=False`` resumes the search with the same key (and says so;
+a finished one costs nothing); changed settings or data start a new search beside the old ones,
+which are kept, never silently reused or wiped. ``overwrite=True`` discards the same-key search.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -150,10 +154,12 @@ def search(
     if cap and len(train_xy[0]) > cap:  # stratified subsample keeps the class balance
         (train_xy, _) = data.split_validation(*train_xy, fraction=1 - cap / len(train_xy[0]), seed=base.seed)
     epochs = int(opts.get("epochs", 3))
+    key = search_key(base, opts, fer_train.data_fingerprint(train_xy, val_xy))
+    project = f"{algorithm}-{key}"
     common = dict(
         objective=kt.Objective("val_accuracy", "max"),
         directory=str(directory),
-        project_name=algorithm,
+        project_name=project,
         overwrite=overwrite,
         seed=base.seed,
     )
@@ -168,20 +174,37 @@ def search(
     else:
         tuner = kt.RandomSearch(hypermodel, max_trials=int(profile.get("max_trials", 10)), **common)
     done = len(tuner.oracle.trials)
+    others = sorted(p.parent.name for p in directory.glob("*/oracle.json") if p.parent.name != project)
     if done and not overwrite:
-        print(f"resuming the search in {directory / algorithm} ({done} trials already there); "
+        print(f"resuming the search in {directory / project} ({done} trials already there, same settings and data); "
               "pass overwrite=True (--overwrite) to start over")
+    elif others:
+        print(f"new search in {directory / project}: settings or data differ from the earlier search(es) "
+              f"{', '.join(others)} in {directory}, which stay as they are")
     tuner.search(epochs=epochs, verbose=verbose)
     table = trials_table(tuner)
     if table.empty:
-        raise RuntimeError(f"no trial of the search in {directory / algorithm} finished; see the errors above")
+        raise RuntimeError(f"no trial of the search in {directory / project} finished; see the errors above")
     best = tuner.get_best_hyperparameters(1)[0]
     best_hp = _split(space(best, base.arch, choices, params))
     best_hp = {**best_hp.pop("hp"), **best_hp}
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "best_hp.json").write_text(json.dumps(best_hp, indent=2))
-    table.to_csv(directory / "trials.csv")
+    for folder in (directory, directory / project):  # the latest search's result, and each search's own
+        (folder / "best_hp.json").write_text(json.dumps(best_hp, indent=2))
+        table.to_csv(folder / "trials.csv")
     return TuneResult(best_hp=best_hp, table=table, directory=directory, trials=len(table))
+
+
+#: Training options that do not change a search trial (trials run ``tune.epochs`` epochs on a
+#: plateau schedule), so changing them does not start a new search.
+_NOT_IN_TRIALS = ("epochs", "schedule", "early_stop", "tensorboard", "max_train")
+
+
+def search_key(base: fer_train.TrainConfig, opts: Mapping[str, Any], fingerprint: str) -> str:
+    """Short hash of what decides a search's trials: training options, ``tune`` block, data."""
+    train = {k: v for k, v in asdict(base).items() if k not in _NOT_IN_TRIALS}
+    blob = json.dumps({"train": train, "tune": dict(opts), "data": fingerprint}, sort_keys=True, default=list)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
 def trials_table(tuner):

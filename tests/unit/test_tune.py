@@ -64,3 +64,18 @@ def test_unknown_or_empty_params_are_refused_before_any_trial():
         tune.space(kt.HyperParameters(), "resnet", params=["lr", "depth"])
     with pytest.raises(ValueError, match="nothing to search"):
         tune.space(kt.HyperParameters(), "baseline", params=["width"])
+
+
+def test_changed_settings_start_a_new_search_beside_the_old_one(result, capsys):
+    res, splits = result
+    changed = {**PROFILE, "train": {**PROFILE["train"], "label_smoothing": 0.0}}
+    tune.search(changed, splits, directory=res.directory, verbose=0)
+    out = capsys.readouterr().out
+    assert "new search" in out and "resuming" not in out
+    folders = sorted(p.parent.name for p in res.directory.glob("*/oracle.json"))
+    assert len(folders) == 2 and all(f.startswith("random-") for f in folders)
+    # the first search is still there and still resumes; options that trials do not use
+    # (the final training's epochs) do not start another
+    tune.search({**PROFILE, "epochs": 99}, splits, directory=res.directory, verbose=0)
+    assert "resuming the search" in capsys.readouterr().out
+    assert len(list(res.directory.glob("*/oracle.json"))) == 2
