@@ -238,10 +238,15 @@ def compile_model(model, cfg: TrainConfig, steps_per_epoch: int):
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Adds ``epoch_s`` and ``elapsed_s`` (wall seconds) to each epoch's logs."""
+    """Adds ``epoch_s`` and ``elapsed_s`` (wall seconds, counting ``offset`` seconds spent before
+    a resume) to each epoch's logs."""
+
+    def __init__(self, offset: float = 0.0):
+        super().__init__()
+        self.offset = offset
 
     def on_train_begin(self, logs=None):
-        self.start = time.time()
+        self.start = time.time() - self.offset
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_start = time.time()
@@ -259,12 +264,16 @@ def fit(
     run_dir: str | os.PathLike | None = None,
     callbacks: list | None = None,
     verbose: int | str = "auto",
+    fingerprint: str | None = None,
 ):
     """Train ``cfg.arch`` on ``train``; validate on ``val``. Returns ``(model, history_dict)``.
 
     ``run_dir`` holds ``log.csv``, ``best.keras`` (best validation accuracy) and a
-    ``BackupAndRestore`` folder: calling ``fit`` again with the same ``run_dir`` after an
-    interruption resumes from the last finished epoch instead of starting over.
+    ``BackupAndRestore`` folder: calling ``fit`` again with the same ``run_dir`` and settings
+    after an interruption resumes from the last finished epoch instead of starting over, and the
+    returned history and ``wall_s`` cover the whole run. Anything else already in ``run_dir``
+    (a finished run, or one with other settings or data) is moved aside to
+    ``<run_dir>-<date>``, never resumed into or overwritten. ``fingerprint`` identifies the data.
     """
     import keras
     import tensorflow as tf
@@ -292,12 +301,18 @@ def fit(
         cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5, patience=3, min_lr=1e-5))
     if cfg.early_stop:
         cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=cfg.early_stop, restore_best_weights=True))
+    earlier: dict[str, list] = {}
     if run_dir is not None:
         run_dir = Path(run_dir)
+        settings = json.loads(json.dumps({**asdict(cfg), "policy": policy, "data": fingerprint}, default=list))
+        moved = _set_aside(run_dir, settings)
+        if moved:
+            print(f"{run_dir} held another run (finished, or other settings or data); moved it to {moved}")
+        earlier = read_log(run_dir / "log.csv")  # epochs finished before an interruption
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps({**asdict(cfg), "policy": policy}, indent=2, default=list))
+        (run_dir / "config.json").write_text(json.dumps(settings, indent=2))
         cbs += [
-            EpochTimer(),  # before CSVLogger: adds epoch_s/elapsed_s to the logged row
+            EpochTimer(offset=sum(earlier.get("epoch_s", []))),  # before CSVLogger: adds epoch_s/elapsed_s
             keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
             keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
             keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor=monitor, mode="max", save_best_only=True),
@@ -316,10 +331,42 @@ def fit(
         verbose=verbose,
     )
     history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
-    history["wall_s"] = time.time() - start
+    history["wall_s"] = time.time() - start + sum(earlier.get("epoch_s", []))
+    if earlier:  # a resumed run: the whole run's curves, from the log
+        history.update({k: v for k, v in read_log(run_dir / "log.csv").items() if k != "epoch"})
     history["policy"] = policy
     history["train_images"] = int(len(x))
     return model, history
+
+
+def read_log(path: Path) -> dict[str, list[float]]:
+    """``CSVLogger``'s file as columns of floats (empty when there is none)."""
+    import csv
+
+    if not path.exists():
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {})}
+
+
+def _set_aside(run_dir: Path, settings: dict) -> Path | None:
+    """Move what ``run_dir`` holds to ``<run_dir>-<date>`` unless it is an interrupted run with
+    these ``settings`` (which ``BackupAndRestore`` resumes). Returns where it went, or None."""
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return None
+    try:
+        same = json.loads((run_dir / "config.json").read_text()) == settings
+    except (OSError, ValueError):
+        same = False
+    if same and (run_dir / "backup").exists() and not (run_dir / "model.keras").exists():
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(run_dir.stat().st_mtime))
+    dest, n = run_dir.with_name(f"{run_dir.name}-{stamp}"), 1
+    while dest.exists():
+        dest, n = run_dir.with_name(f"{run_dir.name}-{stamp}-{n}"), n + 1
+    run_dir.rename(dest)
+    return dest
 
 
 # --------------------------------------------------------------------------- profiles → runs → shipped model
@@ -401,7 +448,7 @@ def run(
             print(f"{name}: reusing the finished run in {run_dir} (same configuration and data); "
                   "delete that folder to train again")
             return card
-    model, history = fit(train_xy, val_xy, cfg, run_dir=run_dir, verbose=verbose)
+    model, history = fit(train_xy, val_xy, cfg, run_dir=run_dir, verbose=verbose, fingerprint=fingerprint)
     metrics = evaluate_model(model, *val_xy)
     val_name = next((s for s in ("val", "public_test") if s in cleaned), "split of train")
     card = {

@@ -96,10 +96,39 @@ def test_interrupted_fit_resumes_from_last_epoch(splits, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train.fit(splits["train"], splits["public_test"], cfg, run_dir=tmp_path, callbacks=[Interrupt()], verbose=0)
     assert (tmp_path / "backup").exists()
-    _, history = train.fit(splits["train"], splits["public_test"], cfg, run_dir=tmp_path, verbose=0)
-    assert len(history["loss"]) == 1  # only the epoch that had not finished ran again
+    ran = EpochCounter()
+    _, history = train.fit(splits["train"], splits["public_test"], cfg, run_dir=tmp_path, verbose=0, callbacks=[ran])
+    assert ran.epochs == [1]  # only the epoch that had not finished ran again
     epochs = [line.split(",")[0] for line in (tmp_path / "log.csv").read_text().splitlines()[1:]]
     assert epochs == ["0", "1"]
+    # the history (and so the model card) covers the whole run, not just the resumed part
+    assert len(history["loss"]) == 2 and len(history["epoch_s"]) == 2
+    assert history["wall_s"] >= sum(history["epoch_s"]) > 0
+    assert history["elapsed_s"][1] >= history["elapsed_s"][0]
+
+
+class EpochCounter(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+def test_a_run_folder_with_other_settings_is_set_aside_not_resumed_or_overwritten(splits, tmp_path):
+    run_dir = tmp_path / "main"
+    with pytest.raises(KeyboardInterrupt):  # an interrupted run with lr 3e-3 ...
+        train.fit(splits["train"], splits["public_test"], tiny_config(epochs=2), run_dir=run_dir,
+                  callbacks=[Interrupt()], verbose=0)
+    ran = EpochCounter()  # ... is not resumed by a run with other settings
+    train.fit(splits["train"], splits["public_test"], tiny_config(epochs=2, lr=1e-3), run_dir=run_dir,
+              callbacks=[ran], verbose=0)
+    assert ran.epochs == [0, 1]
+    (old,) = [p for p in tmp_path.iterdir() if p.name.startswith("main-")]
+    assert json.loads((old / "config.json").read_text())["lr"] == 3e-3 and (old / "backup").exists()
+    assert len((old / "log.csv").read_text().splitlines()) == 2  # header + its one epoch
+    assert len((run_dir / "log.csv").read_text().splitlines()) == 3  # header + the new run's two
 
 
 def test_seeded_runs_are_repeatable(splits):
@@ -153,6 +182,11 @@ def test_finished_run_is_reused_only_with_the_same_configuration_and_data(splits
     assert "reusing" not in capsys.readouterr().out and changed["config"]["lr"] == 0.01
     train.run(profile, splits, hp={"lr": 0.01}, run_dir=tmp_path, verbose=0, reuse=False)
     assert "reusing" not in capsys.readouterr().out
+    # each earlier run was moved aside whole, and each log holds one run's epochs only
+    aside = sorted(p for p in tmp_path.parent.iterdir() if p.name.startswith(tmp_path.name + "-"))
+    assert len(aside) == 3
+    for folder in (*aside, tmp_path):
+        assert (folder / "model.keras").exists() and len((folder / "log.csv").read_text().splitlines()) == 2
 
 
 def test_shipped_copy_of_a_bfloat16_run_is_float32_with_the_same_predictions(splits, tmp_path):
