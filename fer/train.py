@@ -449,7 +449,10 @@ def run(
                   "delete that folder to train again")
             return card
     model, history = fit(train_xy, val_xy, cfg, run_dir=run_dir, verbose=verbose, fingerprint=fingerprint)
-    metrics = evaluate_model(model, *val_xy)
+    from fer.models import float32_copy
+
+    # measured on the float32 copy that ship() writes, so the card describes the shipped file
+    metrics = evaluate_model(float32_copy(model), *val_xy)
     val_name = next((s for s in ("val", "public_test") if s in cleaned), "split of train")
     card = {
         "name": name,
@@ -470,7 +473,7 @@ def run(
             "validation": val_name,
             "validation_images": int(len(val_xy[0])),
         },
-        "metrics": {"validation": metrics},
+        "metrics": {"validation": metrics, "precision": "float32"},
         "history": {k: v for k, v in history.items() if isinstance(v, list)},
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -201,7 +201,12 @@ def test_shipped_copy_of_a_bfloat16_run_is_float32_with_the_same_predictions(spl
     dest = train.ship(tmp_path / "run", weights_dir=tmp_path / "weights")
     shipped = Classifier(keras.saving.load_model(dest, compile=False))
     assert {layer.dtype_policy.name for layer in shipped.model.layers} == {"float32"}
-    assert json.loads(dest.with_suffix(".json").read_text())["shipped_precision"] == "float32"
+    shipped_card = json.loads(dest.with_suffix(".json").read_text())
+    assert shipped_card["shipped_precision"] == "float32"
+    # the card's metrics are those of the shipped float32 file, not of the bf16 run
+    val_xy = data.training_splits(data.clean(splits), seed=0)[1]
+    assert shipped_card["metrics"]["precision"] == "float32"
+    assert shipped_card["metrics"]["validation"] == train.evaluate_model(shipped.model, *val_xy)
     x = splits["public_test"][0]
     ref = Classifier(card["model"]).predict_proba(x)
     np.testing.assert_allclose(shipped.predict_proba(x), ref, atol=0.02)  # bf16 activations vs float32
