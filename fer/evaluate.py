@@ -59,12 +59,11 @@ def resolve_model_path(profile: str, model_path: str | os.PathLike | None = None
 
 
 def short_path(path: str | os.PathLike) -> str:
-    """``path`` relative to the project when inside it: reports should not show one machine's folders."""
+    """``path`` relative to the project when inside it or beside it (``../shared/...``): reports
+    should not show one machine's folders. Paths further away stay absolute."""
     path = Path(path).resolve()
-    try:
-        return path.relative_to(PROJECT_DIR).as_posix()
-    except ValueError:
-        return str(path)
+    rel = Path(os.path.relpath(path, PROJECT_DIR))
+    return rel.as_posix() if rel.parts.count("..") <= 1 else str(path)
 
 
 def model_card(path: str | os.PathLike) -> dict[str, Any]:

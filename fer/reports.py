@@ -233,7 +233,10 @@ def write_index(html_dir: str | os.PathLike, reports_dir: str | os.PathLike = RE
     path = Path(reports_dir) / "metrics" / f"{profile}.json"
     if path.exists():
         metrics = json.loads(path.read_text())
-    data = params.get("data_source") or metrics.get("explore", {}).get("source") or "located automatically (FER_DATA / data/raw / Kaggle)"
+    from fer.evaluate import short_path
+
+    data = params.get("data_source") or metrics.get("explore", {}).get("source")
+    data = short_path(data) if data and Path(data).exists() else data or "located automatically (FER_DATA / data/raw / Kaggle)"
     ends = [i.get("end") for i in infos.values() if i.get("end")]
     date = max(ends)[:16].replace("T", " ") + " UTC" if ends else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     esc = html.escape

@@ -434,6 +434,7 @@ def run(
     test. Returns the model card (a dict) with ``model`` (the Keras model) added.
     """
     from fer import data
+    from fer.evaluate import short_path
 
     cfg = config_from_profile(profile, block, hp)
     name = MODEL_BLOCKS.get(block, block)
@@ -466,7 +467,7 @@ def run(
         "hardware": hardware(),
         "data": {
             "profile": profile.get("profile"),
-            "source": str(source),
+            "source": short_path(source) if Path(str(source)).exists() else str(source),
             "fingerprint": fingerprint,
             "train_images": history["train_images"],
             "dropped_from_train": int(len(splits["train"][0]) - len(cleaned["train"][0])),

@@ -63,3 +63,13 @@ def test_profile_tune_block_or_false_becomes_the_tune_parameter():
 def test_render_without_executed_notebooks_says_what_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="reproduce"):
         reports.render(tmp_path)
+
+
+def test_short_path_hides_this_machines_folders():
+    from fer.config import PROJECT_DIR
+    from fer.evaluate import short_path
+
+    assert short_path(PROJECT_DIR / "fer" / "weights" / "main.keras") == "fer/weights/main.keras"
+    assert short_path(PROJECT_DIR.parent / "shared" / "data" / "fer2013.zip") == "../shared/data/fer2013.zip"
+    far = PROJECT_DIR.parent.parent / "elsewhere" / "x.zip"
+    assert short_path(far) == str(far.resolve())  # not beside the project: stays absolute
