@@ -36,7 +36,7 @@ class TrainConfig:
     batch_size: int = 64
     optimizer: str = "adamw"  # adamw | sgd (Nesterov momentum 0.9)
     lr: float = 2e-3
-    weight_decay: float = 5e-4
+    weight_decay: float = 5e-4  # Keras: decoupled, w -= lr * wd * w; AdamW needs ~1e-2 to matter
     schedule: str = "cosine"  # cosine (with linear warm-up) | plateau
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1

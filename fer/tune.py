@@ -56,10 +56,12 @@ CHOICES: dict[str, list] = {"width": [32, 48], "stem_width": [16, 32], "blocks":
 PARAMS = ("lr", "weight_decay", "dropout", "augment", "width", "stem_width", "blocks")
 
 
-def space(hp, arch: str, choices: Mapping[str, list] | None = None, params: Sequence[str] | None = None) -> dict[str, Any]:
+def space(hp, arch: str, choices: Mapping[str, list] | None = None, params: Sequence[str] | None = None,
+          optimizer: str = "adamw") -> dict[str, Any]:
     """Declare the search space on ``hp`` and return the chosen values as TrainConfig overrides.
 
-    ``params`` limits the search to those names (default: all of ``PARAMS``).
+    ``params`` limits the search to those names (default: all of ``PARAMS``); ``optimizer``
+    (the profile's) sets the weight-decay range.
     """
     choices = {**CHOICES, **dict(choices or {})}
     params = PARAMS if params is None else tuple(params)
@@ -70,7 +72,10 @@ def space(hp, arch: str, choices: Mapping[str, list] | None = None, params: Sequ
     if "lr" in params:
         values["lr"] = hp.Float("lr", 5e-4, 5e-3, sampling="log")
     if "weight_decay" in params:
-        values["weight_decay"] = hp.Float("weight_decay", 1e-5, 1e-3, sampling="log")
+        # Keras applies weight decay decoupled and scaled by the learning rate (w -= lr * wd * w):
+        # AdamW's learning rates (~1e-3) need 1e-3..1e-1 for any effect; SGD's (~1e-1) far less.
+        low, high = (1e-5, 1e-3) if optimizer == "sgd" else (1e-3, 1e-1)
+        values["weight_decay"] = hp.Float("weight_decay", low, high, sampling="log")
     if "dropout" in params:
         values["dropout"] = round(hp.Float("dropout", 0.1, 0.5, step=0.1), 2)
     if "augment" in params:
@@ -109,7 +114,7 @@ class FerHyperModel(kt.HyperModel):
         self.base, self.train, self.val, self.choices, self.params = base, train, val, choices, params
 
     def config(self, hp) -> fer_train.TrainConfig:
-        chosen = _split(space(hp, self.base.arch, self.choices, self.params))
+        chosen = _split(space(hp, self.base.arch, self.choices, self.params, self.base.optimizer))
         hp_arch = {**self.base.hp, **chosen.pop("hp")}
         return replace(self.base, hp=hp_arch, schedule="plateau", **chosen)
 
@@ -165,7 +170,7 @@ def search(
     )
     choices = {k: opts[k] for k in CHOICES if k in opts}
     params = opts.get("params")
-    space(kt.HyperParameters(), base.arch, choices, params)  # a bad tune.params fails here, before any trial
+    space(kt.HyperParameters(), base.arch, choices, params, base.optimizer)  # a bad tune.params fails here
     hypermodel = FerHyperModel(base, train_xy, val_xy, choices, params)
     if algorithm == "hyperband":
         tuner = kt.Hyperband(hypermodel, max_epochs=max(2, epochs), factor=int(opts.get("factor", 3)), **common)
@@ -186,7 +191,7 @@ def search(
     if table.empty:
         raise RuntimeError(f"no trial of the search in {directory / project} finished; see the errors above")
     best = tuner.get_best_hyperparameters(1)[0]
-    best_hp = _split(space(best, base.arch, choices, params))
+    best_hp = _split(space(best, base.arch, choices, params, base.optimizer))
     best_hp = {**best_hp.pop("hp"), **best_hp}
     directory.mkdir(parents=True, exist_ok=True)
     for folder in (directory, directory / project):  # the latest search's result, and each search's own

@@ -79,3 +79,12 @@ def test_changed_settings_start_a_new_search_beside_the_old_one(result, capsys):
     tune.search({**PROFILE, "epochs": 99}, splits, directory=res.directory, verbose=0)
     assert "resuming the search" in capsys.readouterr().out
     assert len(list(res.directory.glob("*/oracle.json"))) == 2
+
+
+def test_weight_decay_range_follows_the_optimizer():
+    # Keras scales decoupled weight decay by the learning rate: AdamW needs far larger values than SGD
+    for optimizer, (low, high) in (("adamw", (1e-3, 1e-1)), ("sgd", (1e-5, 1e-3))):
+        hp = kt.HyperParameters()
+        tune.space(hp, "resnet", params=["weight_decay"], optimizer=optimizer)
+        (wd,) = [p for p in hp.space if p.name == "weight_decay"]
+        assert (wd.min_value, wd.max_value) == (low, high)
