@@ -353,7 +353,8 @@ def read_log(path: Path) -> dict[str, list[float]]:
 def _set_aside(run_dir: Path, settings: dict) -> Path | None:
     """Move what ``run_dir`` holds to ``<run_dir>-<date>`` unless it is an interrupted run with
     these ``settings`` (which ``BackupAndRestore`` resumes). Returns where it went, or None."""
-    if not run_dir.exists() or not any(run_dir.iterdir()):
+    kept = ("log.csv", "backup", "best.keras", "model.keras", "card.json")
+    if not any((run_dir / name).exists() for name in kept):  # nothing trained there yet
         return None
     try:
         same = json.loads((run_dir / "config.json").read_text()) == settings
@@ -435,6 +436,7 @@ def run(
     """
     from fer import data
     from fer.evaluate import short_path
+    from fer.models import float32_copy
 
     cfg = config_from_profile(profile, block, hp)
     name = MODEL_BLOCKS.get(block, block)
@@ -450,8 +452,6 @@ def run(
                   "delete that folder to train again")
             return card
     model, history = fit(train_xy, val_xy, cfg, run_dir=run_dir, verbose=verbose, fingerprint=fingerprint)
-    from fer.models import float32_copy
-
     # measured on the float32 copy that ship() writes, so the card describes the shipped file
     metrics = evaluate_model(float32_copy(model), *val_xy)
     val_name = next((s for s in ("val", "public_test") if s in cleaned), "split of train")
