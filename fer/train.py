@@ -179,10 +179,15 @@ def make_dataset(x: np.ndarray, y: np.ndarray | None, cfg: TrainConfig, crop: in
                 images, labels = out["images"], out["labels"]
             return images, labels
 
-        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=cfg.deterministic or None)
+        ds = ds.map(augment, num_parallel_calls=max(1, (os.cpu_count() or 2) // 2), deterministic=cfg.deterministic or None)
     else:
         ds = ds.map(lambda *t: (tf.cast(t[0], "float32"), *t[1:]))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    # tf.data autotuning off, with fixed parallelism: Keras makes a new iterator every epoch, and
+    # tearing one down waited for the autotuner's thread to wake (up to a minute, CPU idle):
+    # epochs of 45 s took 45-95 s on 2 cores (benchmarks/epoch_start.py).
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(2).with_options(options)
 
 
 def class_weights(y: np.ndarray, mode: str) -> dict[int, float] | None:

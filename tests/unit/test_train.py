@@ -71,6 +71,15 @@ def test_augmentation_keeps_shape_and_range(splits):
     np.testing.assert_allclose(labels.numpy().sum(axis=1), 1.0, rtol=1e-5)
 
 
+def test_input_pipelines_run_without_tf_data_autotuning(splits):
+    # with autotuning on, each epoch's new iterator waited up to a minute for the old one's
+    # autotuner thread (benchmarks/epoch_start.py)
+    x, y = splits["train"]
+    for training in (True, False):
+        ds = train.make_dataset(x, y, tiny_config(), crop=40, training=training)
+        assert ds.options().autotune.enabled is False
+
+
 def test_class_weights_favour_rare_classes():
     y = np.array([0] * 90 + [1] * 10)
     w = train.class_weights(y, "balanced")
