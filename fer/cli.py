@@ -59,9 +59,11 @@ def cmd_data(args) -> int:
 # --------------------------------------------------------------------------- train
 
 
-def _profile_args(p) -> None:
+def _profile_args(p, training: bool = True) -> None:
     p.add_argument("--profile", default="cpu", help="params profile: smoke, cpu, full or a YAML path (default: cpu)")
     p.add_argument("--data", dest="data_source", help="FER2013 zip/folder/CSV, or 'synthetic' (default: the profile's)")
+    if not training:
+        return
     p.add_argument("--epochs", type=int, help="override the profile's epochs")
     p.add_argument("--seed", type=int, help="override the profile's seed")
 
@@ -99,15 +101,47 @@ def cmd_train(args) -> int:
     profile, splits = _load_profile_and_data(args)
     hp = json.loads(open(args.hp).read()) if args.hp else None
     card = train.run(profile, splits, block=args.model, hp=hp, run_dir=args.run_dir, verbose=2)
+    _report_run(card, args.run_dir or train.RUNS_DIR / str(profile["profile"]) / card["name"], args.ship)
+    return 0
+
+
+def _report_run(card: dict, run_dir, ship: bool) -> None:
+    """Print a finished run's card in one line; with ``ship`` copy it into fer/weights/."""
+    from fer import train
+
     m = card["metrics"]["validation"]
     print(f"{card['name']}: {card['params']:,} params, {card['epochs_run']} epochs in "
           f"{card['train_wall_s'] / 60:.1f} min; {card['data']['validation']} accuracy "
           f"{m['accuracy_single']:.4f} (flip {m['accuracy_flip']:.4f}, ten-crop {m['accuracy_tencrop']:.4f}), "
           f"macro-F1 {m['macro_f1_single']:.4f}")
-    if args.ship:
-        run_dir = args.run_dir or train.RUNS_DIR / str(profile["profile"]) / card["name"]
+    if ship:
         dest = train.ship(run_dir, name=card["name"])
         print(f"shipped {dest} ({dest.stat().st_size / 1e6:.1f} MB)")
+
+
+def add_ensemble(sub) -> None:
+    p = sub.add_parser("ensemble", help="average finished training runs into one model", description=(
+        "Combine runs written by 'python -m fer train' (e.g. the same profile with --seed 0, 1, 2) into "
+        "one .keras model that averages their probabilities. The members must share the crop and "
+        "the data; the ensemble is evaluated on the profile's validation split and its card lists "
+        "each member's recipe, time and accuracy. Example: python -m fer ensemble runs/cpu/main "
+        "runs/cpu/main-s1 runs/cpu/main-s2 --ship"))
+    _profile_args(p, training=False)
+    p.add_argument("members", nargs="+", help="training run folders (each with model.keras and card.json)")
+    p.add_argument("--name", default="main", help="name of the model (and of the shipped file; default: main)")
+    p.add_argument("--run-dir", help="where to write it (default: runs/<profile>/<name>-ensemble)")
+    p.add_argument("--ship", action="store_true", help="copy the ensemble into fer/weights/<name>.keras")
+    p.set_defaults(handler=cmd_ensemble)
+
+
+def cmd_ensemble(args) -> int:
+    from fer import train
+
+    if len(args.members) < 2:
+        raise CLIError("an ensemble needs at least two training runs")
+    profile, splits = _load_profile_and_data(args)
+    card = train.ensemble_run(profile, splits, args.members, run_dir=args.run_dir, name=args.name)
+    _report_run(card, args.run_dir or train.RUNS_DIR / str(profile["profile"]) / f"{args.name}-ensemble", args.ship)
     return 0
 
 
@@ -359,7 +393,7 @@ def cmd_bench(args) -> int:
 # --------------------------------------------------------------------------- entry point
 
 #: Every command's ``add_*`` function, in the order ``--help`` lists them.
-COMMANDS = [add_data, add_train, add_tune, add_predict, add_annotate, add_export, add_bench, add_serve,
+COMMANDS = [add_data, add_train, add_ensemble, add_tune, add_predict, add_annotate, add_export, add_bench, add_serve,
             add_reproduce, add_reports]
 
 

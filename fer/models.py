@@ -8,6 +8,7 @@ is a float32 softmax even under mixed precision.
   the yardstick the notebooks compare against.
 - ``resnet``: the main model, a pre-activation-free ResNet with global average pooling.
 - ``lite``: depthwise-separable residual net under 100k parameters (mini-Xception class).
+- ``ensemble``: several trained models in one file, their probabilities averaged.
 """
 
 from __future__ import annotations
@@ -138,17 +139,37 @@ def lite(
     return _head(x, dropout, "lite", inputs)
 
 
-def float32_copy(model):
+def ensemble(members, name: str = "ensemble") -> keras.Model:
+    """One Keras model that averages the softmax outputs of trained ``members``.
+
+    The members run as float32 copies (see :func:`float32_copy`) renamed ``member_<i>``, so
+    the result saves as one ``.keras`` file, converts to TFLite like a single net and goes
+    through ``fer.load_classifier`` unchanged. All members must take the same crop.
+    """
+    members = list(members)
+    if len(members) < 2:
+        raise ValueError(f"an ensemble needs at least two members, got {len(members)}")
+    crops = {tuple(m.input_shape[1:]) for m in members}
+    if len(crops) != 1:
+        raise ValueError(f"ensemble members take different inputs {sorted(crops)}; train them with one crop")
+    inputs = keras.Input(shape=members[0].input_shape[1:], name="face")
+    outputs = [float32_copy(m, name=f"member_{i}")(inputs) for i, m in enumerate(members)]
+    return keras.Model(inputs, layers.Average(dtype="float32", name="probs")(outputs), name=name)
+
+
+def float32_copy(model, name: str | None = None):
     """``model`` with a float32 compute dtype in every layer and the same weights.
 
     A model trained under ``mixed_bfloat16`` keeps that policy in its saved layers; shipped as
     is, it would run emulated bfloat16 (several times slower) on CPUs without native support
     and carry bf16 casts into TFLite/ONNX exports. Variables are float32 under mixed precision,
-    so the weights carry over exactly.
+    so the weights carry over exactly. ``name`` renames the copy (always a copy then).
     """
-    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+    if name is None and all(layer.dtype_policy.name == "float32" for layer in model.layers):
         return model
     config = model.get_config()
+    if name is not None:
+        config["name"] = name
     for layer in config["layers"]:
         if "dtype" in layer.get("config", {}):
             layer["config"]["dtype"] = "float32"

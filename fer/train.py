@@ -54,6 +54,10 @@ class TrainConfig:
     max_train: int | None = None  # cap on training images (smoke runs)
     early_stop: int = 0  # patience in epochs on val_accuracy; 0 disables
     tensorboard: bool = False  # also write TensorBoard logs to <run_dir>/tb
+    # distillation: a trained model (.keras path) whose probabilities become part of the targets
+    teacher: str | None = None
+    distill: float = 0.0  # weight of the teacher's probabilities in the targets (1 - it: the label)
+    distill_temperature: float = 1.0  # > 1 softens the teacher's probabilities
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
@@ -156,14 +160,19 @@ def center_crop(x: np.ndarray, crop: int) -> np.ndarray:
 
 
 def make_dataset(x: np.ndarray, y: np.ndarray | None, cfg: TrainConfig, crop: int, training: bool):
-    """``tf.data`` of (image float32 ``(B, crop, crop, 1)`` in 0-255, one-hot label) batches."""
+    """``tf.data`` of (image float32 ``(B, crop, crop, 1)`` in 0-255, one-hot label) batches.
+
+    ``y`` holds class indices, or ``(N, 7)`` target distributions (see :func:`soft_targets`)."""
     import keras
     import tensorflow as tf
 
     x = x[..., None] if x.ndim == 3 else x
     if not training:
         x = center_crop(x, crop)
-    onehot = None if y is None else keras.utils.to_categorical(y, NUM_CLASSES).astype("float32")
+    if y is None or y.ndim == 2:  # no labels, or already target distributions (distillation)
+        onehot = None if y is None else y.astype("float32")
+    else:
+        onehot = keras.utils.to_categorical(y, NUM_CLASSES).astype("float32")
     ds = tf.data.Dataset.from_tensor_slices(x if onehot is None else (x, onehot))
     if training:
         ds = ds.shuffle(len(x), seed=cfg.seed, reshuffle_each_iteration=True)
@@ -188,6 +197,27 @@ def make_dataset(x: np.ndarray, y: np.ndarray | None, cfg: TrainConfig, crop: in
     options = tf.data.Options()
     options.autotune.enabled = False
     return ds.prefetch(2).with_options(options)
+
+
+def soft_targets(x: np.ndarray, y: np.ndarray, cfg: TrainConfig) -> np.ndarray:
+    """Distillation targets: ``(1 - distill)`` one-hot label + ``distill`` teacher probabilities.
+
+    The teacher (``cfg.teacher``, any model ``fer.load_classifier`` reads) sees each training
+    face once, with flip TTA, before training; the student then learns those fixed targets under
+    its own augmentation. That costs one inference pass instead of a teacher forward pass per
+    step, which on 2 CPU cores would have made every epoch about twice as long.
+    ``distill_temperature`` T softens them like ``softmax(logits / T)``.
+    """
+    from fer.predict import load_classifier
+
+    if not cfg.teacher or not 0 < cfg.distill <= 1:
+        raise ValueError("distillation needs a teacher model and 0 < distill <= 1")
+    probs = load_classifier(cfg.teacher).predict_proba(x, tta="flip").astype("float64")
+    if cfg.distill_temperature != 1:
+        probs = np.exp(np.log(np.clip(probs, 1e-12, 1.0)) / cfg.distill_temperature)
+        probs /= probs.sum(axis=1, keepdims=True)
+    onehot = np.eye(NUM_CLASSES)[y]
+    return ((1 - cfg.distill) * onehot + cfg.distill * probs).astype("float32")
 
 
 def class_weights(y: np.ndarray, mode: str) -> dict[int, float] | None:
@@ -285,20 +315,21 @@ def fit(
 
     from fer import models
 
-    keras.utils.set_random_seed(cfg.seed)
-    if cfg.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    policy = set_precision(cfg.precision)
     x, y = train
     if cfg.max_train and len(x) > cfg.max_train:
         idx = np.random.default_rng(cfg.seed).permutation(len(x))[: cfg.max_train]
         x, y = x[idx], y[idx]
+    targets = soft_targets(x, y, cfg) if cfg.teacher else y  # the teacher runs in float32
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    policy = set_precision(cfg.precision)
     with strategy().scope():
         model = models.build(cfg.arch, cfg.hp)
         crop = int(model.input_shape[1])
         steps = math.ceil(len(x) / cfg.batch_size)
         compile_model(model, cfg, steps)
-    train_ds = make_dataset(x, y, cfg, crop, training=True)
+    train_ds = make_dataset(x, targets, cfg, crop, training=True)
     val_ds = make_dataset(*val, cfg, crop, training=False) if val is not None else None
     cbs: list = []
     monitor = "val_accuracy" if val is not None else "accuracy"
@@ -440,7 +471,6 @@ def run(
     test. Returns the model card (a dict) with ``model`` (the Keras model) added.
     """
     from fer import data
-    from fer.evaluate import short_path
     from fer.models import float32_copy
 
     cfg = config_from_profile(profile, block, hp)
@@ -448,7 +478,6 @@ def run(
     run_dir = Path(run_dir) if run_dir else RUNS_DIR / str(profile.get("profile", "custom")) / name
     cleaned = data.clean(splits)
     train_xy, val_xy = data.training_splits(cleaned, seed=cfg.seed)
-    source = profile.get("data_source") or _located_source()
     fingerprint = data_fingerprint(train_xy, val_xy)
     if reuse:
         card = finished_run(run_dir, cfg, fingerprint)
@@ -459,7 +488,6 @@ def run(
     model, history = fit(train_xy, val_xy, cfg, run_dir=run_dir, verbose=verbose, fingerprint=fingerprint)
     # measured on the float32 copy that ship() writes, so the card describes the shipped file
     metrics = evaluate_model(float32_copy(model), *val_xy)
-    val_name = next((s for s in ("val", "public_test") if s in cleaned), "split of train")
     card = {
         "name": name,
         "arch": cfg.arch,
@@ -470,23 +498,114 @@ def run(
         "train_wall_s": round(history["wall_s"], 1),
         "precision": history["policy"],
         "hardware": hardware(),
-        "data": {
-            "profile": profile.get("profile"),
-            "source": short_path(source) if Path(str(source)).exists() else str(source),
-            "fingerprint": fingerprint,
-            "train_images": history["train_images"],
-            "dropped_from_train": int(len(splits["train"][0]) - len(cleaned["train"][0])),
-            "validation": val_name,
-            "validation_images": int(len(val_xy[0])),
-        },
+        "data": _data_block(profile, splits, cleaned, fingerprint, history["train_images"], len(val_xy[0])),
         "metrics": {"validation": metrics, "precision": "float32"},
         "history": {k: v for k, v in history.items() if isinstance(v, list)},
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if cfg.teacher:
+        card["teacher"] = _teacher_entry(cfg.teacher)
+    model.save(run_dir / "model.keras")
+    (run_dir / "card.json").write_text(json.dumps(card, indent=2, default=list))
+    card["model"] = model
+    return card
+
+
+def _teacher_entry(path: str) -> dict[str, Any]:
+    """What a distilled model's card says of its teacher: file, checksum, size, accuracy."""
+    from fer.evaluate import model_card, short_path
+    from fer.predict import sha256
+
+    teacher = model_card(path)
+    return {"path": short_path(path), "sha256": sha256(path), "arch": teacher.get("arch"),
+            "params": teacher.get("params"), "validation": teacher.get("metrics", {}).get("validation")}
+
+
+def ensemble_run(
+    profile: Mapping[str, Any],
+    splits: dict,
+    members: list[str | os.PathLike],
+    run_dir: str | os.PathLike | None = None,
+    name: str = "main",
+) -> dict[str, Any]:
+    """Average the finished training runs ``members`` into one model and write its run folder.
+
+    Each member is a folder written by :func:`run` (``model.keras`` + ``card.json``). A member
+    whose card records a data fingerprint must have been trained on exactly the data that
+    ``profile``/``splits`` give now; an older card without one must at least match in image
+    counts (and says so: ``fingerprint_checked: false``). The ensemble is evaluated like a
+    single run, and its card lists every member's recipe, time and validation metrics, so
+    the shipped file still traces back to ``python -m fer train`` runs.
+    """
+    from fer import data
+    from fer.evaluate import short_path
+    from fer.models import ensemble
+    from fer.predict import sha256
+
+    cleaned = data.clean(splits)
+    seed = int(profile.get("seed") or 0)
+    train_xy, val_xy = data.training_splits(cleaned, seed=seed)
+    fingerprint = data_fingerprint(train_xy, val_xy)
+    cards, models = [], []
+    for folder in map(Path, members):
+        card_file, model_file = folder / "card.json", folder / "model.keras"
+        if not (card_file.exists() and model_file.exists()):
+            raise FileNotFoundError(f"{folder} is not a finished training run (no card.json and model.keras)")
+        card = json.loads(card_file.read_text())
+        d = card.get("data", {})
+        if d.get("fingerprint") not in (None, fingerprint):
+            raise data.DataError(f"{folder} was trained on other data than {profile.get('data_source')} gives now")
+        counts = (d.get("train_images"), d.get("validation_images"))
+        if d.get("fingerprint") is None and counts != (len(train_xy[0]), len(val_xy[0])):
+            raise data.DataError(f"{folder} was trained on {counts[0]} / validated on {counts[1]} images, "
+                             f"not {len(train_xy[0])} / {len(val_xy[0])}: other data")
+        cards.append({
+            "run": short_path(folder), "sha256": sha256(model_file), "fingerprint_checked": "fingerprint" in d,
+            **{k: card.get(k) for k in ("arch", "params", "config", "epochs_run", "train_wall_s", "precision",
+                                        "hardware", "date")},
+            "validation": card.get("metrics", {}).get("validation"),
+        })
+        models.append(keras.saving.load_model(model_file, compile=False))
+    model = ensemble(models, name=name)
+    run_dir = Path(run_dir) if run_dir else RUNS_DIR / str(profile.get("profile", "custom")) / f"{name}-ensemble"
+    _set_aside(run_dir, {})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    hardware_seen = [c["hardware"] for c in cards]
+    card = {
+        "name": name,
+        "arch": "ensemble",
+        "params": int(model.count_params()),
+        "input": {"crop": int(model.input_shape[1]), "size": 48, "channels": 1, "range": "0-255"},
+        "config": {"arch": "ensemble", "combine": "mean of the members' probabilities", "members": len(cards)},
+        "members": cards,
+        "epochs_run": sum(int(c["epochs_run"] or 0) for c in cards),  # all members' epochs together
+        "train_wall_s": round(sum(float(c["train_wall_s"] or 0) for c in cards), 1),
+        "precision": "float32",
+        "hardware": hardware_seen[0] if all(h == hardware_seen[0] for h in hardware_seen) else hardware_seen,
+        "data": _data_block(profile, splits, cleaned, fingerprint, len(train_xy[0]), len(val_xy[0])),
+        "metrics": {"validation": evaluate_model(model, *val_xy), "precision": "float32"},
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     model.save(run_dir / "model.keras")
     (run_dir / "card.json").write_text(json.dumps(card, indent=2, default=list))
     card["model"] = model
     return card
+
+
+def _data_block(profile, splits, cleaned, fingerprint: str, train_images: int, val_images: int) -> dict[str, Any]:
+    """The card's ``data`` entry: where the data came from, its fingerprint, what was used."""
+    from fer.evaluate import short_path
+
+    source = profile.get("data_source") or _located_source()
+    return {
+        "profile": profile.get("profile"),
+        "source": short_path(source) if Path(str(source)).exists() else str(source),
+        "fingerprint": fingerprint,
+        "train_images": int(train_images),
+        "dropped_from_train": int(len(splits["train"][0]) - len(cleaned["train"][0])),
+        "validation": next((s for s in ("val", "public_test") if s in cleaned), "split of train"),
+        "validation_images": int(val_images),
+    }
 
 
 def _located_source() -> str:

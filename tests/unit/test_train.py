@@ -222,3 +222,85 @@ def test_shipped_copy_of_a_bfloat16_run_is_float32_with_the_same_predictions(spl
     # a bf16 model's own ops are not TFLite builtins: the conversion goes through a float32 copy
     lite = Classifier(card["model"], runtime=export.LiteRuntime(export.to_tflite(card["model"])))
     np.testing.assert_allclose(lite.predict_proba(x), shipped.predict_proba(x), atol=1e-4)
+
+
+def test_ensemble_averages_its_members_in_one_file(tmp_path):
+    small = {"crop": 40, "stem_width": 8, "widths": [8, 16], "blocks": [1, 1]}
+    keras.utils.set_random_seed(0)
+    a, b = models.build("resnet", small), models.build("resnet", small)
+    joint = models.ensemble([a, b])
+    assert joint.count_params() == a.count_params() + b.count_params()
+    x = np.random.default_rng(0).uniform(0, 255, (5, 40, 40, 1)).astype("float32")
+    mean = (np.asarray(a(x)) + np.asarray(b(x))) / 2
+    assert not np.allclose(np.asarray(a(x)), np.asarray(b(x)), atol=1e-3)  # two different nets
+    np.testing.assert_allclose(joint(x), mean, atol=1e-6)
+    joint.save(tmp_path / "e.keras")
+    loaded = keras.saving.load_model(tmp_path / "e.keras", compile=False)
+    np.testing.assert_allclose(loaded(x), mean, atol=1e-6)
+    lite = export.LiteRuntime(export.to_tflite(loaded))
+    np.testing.assert_allclose(lite(x), mean, atol=1e-5)
+    with pytest.raises(ValueError, match="different inputs"):
+        models.ensemble([a, models.build("resnet", {**small, "crop": 44})])
+    with pytest.raises(ValueError, match="at least two"):
+        models.ensemble([a])
+
+
+def test_ensemble_run_combines_finished_runs_and_refuses_other_data(splits, tmp_path):
+    from fer import cli
+    from fer.predict import load_classifier
+
+    profile = {"profile": "t", "data_source": "synthetic", "seed": 0,
+               "train": {"arch": "resnet", "epochs": 1, "batch_size": 16, "warmup_epochs": 0, "precision": "float32",
+                         "hp": {"crop": 40, "stem_width": 8, "widths": [8, 16], "blocks": [1, 1]}}}
+    cards = [train.run({**profile, "seed": s}, splits, run_dir=tmp_path / f"s{s}", verbose=0) for s in (0, 1)]
+    card = train.ensemble_run(profile, splits, [tmp_path / "s0", tmp_path / "s1"], run_dir=tmp_path / "ens")
+    assert card["arch"] == "ensemble" and card["name"] == "main"
+    assert card["params"] == sum(c["params"] for c in cards)
+    assert card["epochs_run"] == 2 and card["data"]["fingerprint"] == cards[0]["data"]["fingerprint"]
+    assert [m["config"]["seed"] for m in card["members"]] == [0, 1]
+    assert all(m["fingerprint_checked"] for m in card["members"])
+    val_xy = data.training_splits(data.clean(splits), seed=0)[1]
+    dest = train.ship(tmp_path / "ens", weights_dir=tmp_path / "weights")
+    shipped = load_classifier(dest, backend="keras")
+    assert shipped.card["metrics"]["validation"] == train.evaluate_model(shipped.model, *val_xy)
+    x = splits["public_test"][0]
+    mean = np.mean([Classifier(c["model"]).predict_proba(x) for c in cards], axis=0)
+    np.testing.assert_allclose(shipped.predict_proba(x), mean, atol=1e-5)
+    # a member trained on other pixels is refused, also from the command line (one line, exit 2)
+    other = data.synthetic(n_train=24, n_test=6, seed=2)
+    train.run(profile, other, run_dir=tmp_path / "other", verbose=0)
+    with pytest.raises(data.DataError, match="other data"):
+        train.ensemble_run(profile, splits, [tmp_path / "s0", tmp_path / "other"], run_dir=tmp_path / "bad")
+    assert cli.main(["ensemble", str(tmp_path / "s0"), str(tmp_path / "nowhere"), "--data", "synthetic"]) == 2
+    assert cli.main(["ensemble", str(tmp_path / "s0"), "--data", "synthetic"]) == 2
+
+
+def test_distillation_targets_mix_label_and_teacher_and_train(splits, tmp_path):
+    profile = {"profile": "t", "data_source": "synthetic", "seed": 0,
+               "train": {"arch": "resnet", "epochs": 1, "batch_size": 16, "warmup_epochs": 0, "precision": "float32",
+                         "hp": {"crop": 40, "stem_width": 8, "widths": [8, 16], "blocks": [1, 1]}}}
+    teacher = train.run(profile, splits, run_dir=tmp_path / "teacher", verbose=0)
+    path = str(tmp_path / "teacher" / "model.keras")
+    x, y = data.training_splits(data.clean(splits), seed=0)[0]
+    cfg = tiny_config(teacher=path, distill=0.6)
+    probs = Classifier(teacher["model"]).predict_proba(x, tta="flip")
+    targets = train.soft_targets(x, y, cfg)
+    np.testing.assert_allclose(targets, 0.4 * np.eye(len(CLASSES))[y] + 0.6 * probs, atol=1e-5)
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-5)
+    hot = train.soft_targets(x, y, tiny_config(teacher=path, distill=1.0, distill_temperature=3.0))
+    assert hot.max(axis=1).mean() < probs.max(axis=1).mean()  # a temperature above 1 softens
+    with pytest.raises(ValueError, match="distillation needs"):
+        train.soft_targets(x, y, tiny_config(teacher=path, distill=0.0))
+    # the targets reach the training batches unchanged (no flip/crop changes a label)
+    batch = next(iter(train.make_dataset(x, targets, tiny_config(), 40, training=True)))[1].numpy()
+    gaps = np.abs(batch[:, None, :] - targets[None, :, :]).max(axis=2).min(axis=1)
+    assert len(batch) == 32 and gaps.max() < 1e-6 and (batch.max(axis=1) < 1).any()
+    student = train.run(profile, splits, hp={"teacher": path, "distill": 0.6}, run_dir=tmp_path / "student", verbose=0)
+    assert student["teacher"]["sha256"] == teacher_sha(path) and student["teacher"]["params"] == teacher["params"]
+    assert student["config"]["teacher"] == path
+
+
+def teacher_sha(path):
+    from fer.predict import sha256
+
+    return sha256(path)
