@@ -152,7 +152,7 @@ def export(model_path: str | os.PathLike | None = None, out_dir: str | os.PathLi
 
 
 def _write_card(path: Path, source_card: dict, fmt: str) -> None:
-    """``<file>.json`` beside the export: the source model's card, re-keyed to this file, so
+    """``<file>.json`` (e.g. ``main.onnx.json``) beside the export: the source model's card, re-keyed to this file, so
     ``load_classifier`` verifies it like a ``.keras`` file and tools can read where it came from."""
     import json
 

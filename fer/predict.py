@@ -37,8 +37,11 @@ def sha256(path: str | os.PathLike) -> str:
 
 
 def card_path(model_path: str | os.PathLike) -> Path:
-    """``fer/weights/main.keras`` → ``fer/weights/main.json``."""
-    return Path(model_path).with_suffix(".json")
+    """``fer/weights/main.keras`` → ``fer/weights/main.json``; an export keeps its whole name
+    (``main.tflite`` → ``main.tflite.json``), so the float TFLite file, the ONNX file and the
+    source model of one name never share a card."""
+    path = Path(model_path)
+    return path.with_suffix(".json") if path.suffix == ".keras" else path.with_name(path.name + ".json")
 
 
 def read_card(model_path: str | os.PathLike) -> dict:

@@ -33,10 +33,17 @@ def check_faces():
 def exported(tmp_path_factory, keras_clf):
     out = tmp_path_factory.mktemp("exported")
     rep, _ = export.representative_faces(100)
-    return export.export(keras_clf.path, out, ["tflite-fp16", "tflite-int8", "onnx"], representative=rep)
+    return export.export(keras_clf.path, out, list(export.FORMATS), representative=rep)
 
 
-@pytest.mark.parametrize("fmt", ["tflite-fp16", "onnx"])
+def test_every_format_has_its_own_card(exported):
+    cards = {fmt: predict.card_path(path) for fmt, path in exported.items()}
+    assert len(set(cards.values())) == len(export.FORMATS)  # main.tflite and main.onnx once shared main.json
+    for fmt, path in exported.items():
+        assert fer.load_classifier(path).card["export"]["format"] == fmt
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "tflite-fp16", "onnx"])
 def test_float_exports_agree_with_keras(exported, keras_clf, check_faces, fmt):
     clf = fer.load_classifier(exported[fmt])
     assert clf.backend == ("onnxruntime" if fmt == "onnx" else "litert") and clf.crop == keras_clf.crop
