@@ -386,6 +386,13 @@ def read_log(path: Path) -> dict[str, list[float]]:
     return {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {})}
 
 
+def _with_defaults(settings: dict) -> dict:
+    """Stored run settings with the defaults of training options added since they were written:
+    a run made before an option existed was trained as its default says, so it still matches."""
+    defaults = json.loads(json.dumps(asdict(TrainConfig()), default=list))
+    return {**{k: v for k, v in defaults.items() if k not in settings}, **settings}
+
+
 def _set_aside(run_dir: Path, settings: dict) -> Path | None:
     """Move what ``run_dir`` holds to ``<run_dir>-<date>`` unless it is an interrupted run with
     these ``settings`` (which ``BackupAndRestore`` resumes). Returns where it went, or None."""
@@ -393,7 +400,7 @@ def _set_aside(run_dir: Path, settings: dict) -> Path | None:
     if not any((run_dir / name).exists() for name in kept):  # nothing trained there yet
         return None
     try:
-        same = json.loads((run_dir / "config.json").read_text()) == settings
+        same = _with_defaults(json.loads((run_dir / "config.json").read_text())) == settings
     except (OSError, ValueError):
         same = False
     if same and (run_dir / "backup").exists() and not (run_dir / "model.keras").exists():
@@ -639,7 +646,7 @@ def finished_run(run_dir: Path, cfg: TrainConfig, fingerprint: str) -> dict[str,
         card = json.loads(card_file.read_text())
     except (OSError, ValueError):
         return None
-    same_config = card.get("config") == json.loads(json.dumps(asdict(cfg), default=list))
+    same_config = _with_defaults(card.get("config") or {}) == json.loads(json.dumps(asdict(cfg), default=list))
     same_data = card.get("data", {}).get("fingerprint") == fingerprint
     if not (same_config and same_data):
         return None

@@ -304,3 +304,20 @@ def teacher_sha(path):
     from fer.predict import sha256
 
     return sha256(path)
+
+
+def test_runs_from_before_a_new_training_option_are_still_reused(splits, tmp_path, capsys):
+    profile = {"profile": "t", "data_source": "synthetic", "seed": 0,
+               "train": {"arch": "resnet", "epochs": 1, "batch_size": 16, "warmup_epochs": 0, "precision": "float32",
+                         "hp": {"crop": 40, "stem_width": 8, "widths": [8, 16], "blocks": [1, 1]}}}
+    train.run(profile, splits, run_dir=tmp_path, verbose=0)
+    card = json.loads((tmp_path / "card.json").read_text())
+    for key in ("teacher", "distill", "distill_temperature"):  # options added after such a run
+        del card["config"][key]
+    (tmp_path / "card.json").write_text(json.dumps(card))
+    train.run(profile, splits, run_dir=tmp_path, verbose=0)
+    assert "reusing the finished run" in capsys.readouterr().out
+    card["config"]["distill"] = 0.5  # but a stored value that differs from today's still counts
+    (tmp_path / "card.json").write_text(json.dumps(card))
+    train.run(profile, splits, run_dir=tmp_path, verbose=0)
+    assert "reusing" not in capsys.readouterr().out
