@@ -88,19 +88,29 @@ def bundled_card(name: str) -> dict[str, Any] | None:
 
 
 def training_table(cards: Mapping[str, Mapping[str, Any]]):
-    """One row per model card: parameters, epochs, wall time, validation accuracy without/with TTA."""
+    """One row per model card: parameters, epochs, wall time, validation accuracy without/with TTA.
+
+    An ensemble's card is followed by one row per member (``main · seed 1, 45 ep``), so the
+    gain of averaging is visible next to what each member reached alone."""
     import pandas as pd
+
+    def row(name, card, metrics, validation, source):
+        return {
+            "model": name, "arch": card.get("arch"), "params": card.get("params"),
+            "epochs": card.get("epochs_run"), "wall_min": round((card.get("train_wall_s") or float("nan")) / 60, 1),
+            "val_acc_single": metrics.get("accuracy_single"), "val_acc_flip": metrics.get("accuracy_flip"),
+            "val_acc_tencrop": metrics.get("accuracy_tencrop"), "val_macro_f1": metrics.get("macro_f1_single"),
+            "validation": validation, "source": source,
+        }
 
     rows = []
     for name, card in cards.items():
-        m = card.get("metrics", {}).get("validation", {})
-        rows.append({
-            "model": name, "arch": card.get("arch"), "params": card.get("params"),
-            "epochs": card.get("epochs_run"), "wall_min": round(card.get("train_wall_s", float("nan")) / 60, 1),
-            "val_acc_single": m.get("accuracy_single"), "val_acc_flip": m.get("accuracy_flip"),
-            "val_acc_tencrop": m.get("accuracy_tencrop"), "val_macro_f1": m.get("macro_f1_single"),
-            "validation": card.get("data", {}).get("validation"), "source": card.get("source", "this run"),
-        })
+        validation, source = card.get("data", {}).get("validation"), card.get("source", "this run")
+        rows.append(row(name, card, card.get("metrics", {}).get("validation", {}), validation, source))
+        for member in card.get("members", []):
+            cfg = member.get("config") or {}
+            label = f"{name} · seed {cfg.get('seed')}, {member.get('epochs_run')} ep"
+            rows.append(row(label, member, member.get("validation") or {}, validation, member.get("run")))
     return pd.DataFrame(rows).set_index("model")
 
 

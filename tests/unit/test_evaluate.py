@@ -153,3 +153,20 @@ def test_comparison_table_keeps_the_anchors_and_states_protocols():
     assert table.loc["ours", "accuracy"] == pytest.approx(70.0)
     assert table.loc["seed repository CNN (2020)", "accuracy"] == 66.8
     assert table["protocol"].str.len().gt(0).all()
+
+
+def test_training_table_lists_an_ensembles_members_under_it():
+    member = {"arch": "resnet", "params": 10, "epochs_run": 45, "train_wall_s": 600.0, "run": "runs/cpu/main-s1",
+              "config": {"seed": 1}, "validation": {"accuracy_single": 0.6, "accuracy_tencrop": 0.62}}
+    cards = {
+        "main": {"arch": "ensemble", "params": 20, "epochs_run": 90, "train_wall_s": 1200.0,
+                 "data": {"validation": "public_test"}, "members": [member, {**member, "config": {"seed": 2}}],
+                 "metrics": {"validation": {"accuracy_single": 0.63, "accuracy_tencrop": 0.65}}},
+        "lite": {"arch": "lite", "params": 5, "epochs_run": 10, "train_wall_s": 60.0,
+                 "data": {"validation": "public_test"}, "metrics": {"validation": {"accuracy_single": 0.5}}},
+    }
+    table = evaluate.training_table(cards)
+    assert list(table.index) == ["main", "main · seed 1, 45 ep", "main · seed 2, 45 ep", "lite"]
+    assert table.loc["main", "val_acc_tencrop"] == 0.65 and table.loc["main · seed 2, 45 ep", "wall_min"] == 10.0
+    assert table.loc["main · seed 1, 45 ep", "source"] == "runs/cpu/main-s1"
+    assert table.loc["main · seed 1, 45 ep", "validation"] == "public_test"
