@@ -208,6 +208,8 @@ def add_reproduce(sub) -> None:
     p.add_argument("--model", dest="model_path", help="model 03 evaluates (default: the one 02 trained, else the bundled one)")
     p.add_argument("--skip-training", action="store_true",
                    help="no search and no training in 02 (it shows the bundled model cards); for reports of a shipped model")
+    p.add_argument("--only", nargs="+", metavar="NN",
+                   help="run only the notebooks whose names start with these (e.g. --only 03 04); the others keep their reports")
     p.set_defaults(handler=cmd_reproduce)
 
 
@@ -220,8 +222,8 @@ def cmd_reproduce(args) -> int:
     if args.skip_training:
         overrides.update(train_models=False, tune=False)
     try:
-        reports.reproduce(args.profile, overrides)
-    except reports.NotebookFailed as err:
+        reports.reproduce(args.profile, overrides, only=args.only)
+    except (reports.NotebookFailed, ValueError) as err:
         raise CLIError(str(err)) from None
     return 0
 

@@ -15,7 +15,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -137,17 +137,24 @@ def reproduce(
     reports_dir: str | os.PathLike = REPORTS_DIR,
     notebook_dir: str | os.PathLike = NOTEBOOKS_DIR,
     log: Callable[[str], None] = print,
+    only: Iterable[str] | None = None,
 ) -> Path:
     """Execute every notebook with ``profile`` and render the reports; return the index page.
 
-    Stops at the first failing notebook (:class:`NotebookFailed`); the notebooks before it
-    keep their reports.
+    ``only`` (name prefixes such as ``["03", "04"]``) runs just those notebooks and keeps the
+    others' reports, e.g. to evaluate a newly shipped model without retraining. Stops at the
+    first failing notebook (:class:`NotebookFailed`); the notebooks before it keep their reports.
     """
     values = load_profile(profile)
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     reports_dir = Path(reports_dir)
     executed_dir, html_dir = reports_dir / "executed", reports_dir / "html"
     books = notebooks(notebook_dir)
+    if only:
+        only = list(only)
+        books = [nb for nb in books if any(nb.stem.startswith(prefix) for prefix in only)]
+        if not books:
+            raise ValueError(f"no notebook in {notebook_dir} starts with {' or '.join(only)}")
     total_start = time.time()
     # The kernels write reports/metrics themselves: point them at the same reports folder.
     with current_interpreter_kernel() as kernel, environ(FER_REPORTS_DIR=str(reports_dir.resolve())):

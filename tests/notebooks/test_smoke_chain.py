@@ -87,3 +87,17 @@ def test_failing_notebook_names_the_cell(tmp_path):
     msg = str(err.value)
     assert "01_broken.ipynb" in msg and "cell 2" in msg and "raise ValueError" in msg
     assert "no such split: val" in msg and str(tmp_path / "out") in msg
+
+
+def test_only_runs_the_named_notebooks(tmp_path):
+    books = tmp_path / "nb"
+    books.mkdir()
+    nbformat.write(new_notebook(cells=[new_code_cell("x = 1")]), str(books / "01_fine.ipynb"))
+    nbformat.write(new_notebook(cells=[new_code_cell("raise ValueError('not selected')")]), str(books / "02_broken.ipynb"))
+    lines = []
+    reports.reproduce("smoke", reports_dir=tmp_path / "rep", notebook_dir=books, log=lines.append, only=["01"])
+    assert (tmp_path / "rep" / "html" / "01_fine.html").exists()
+    assert not (tmp_path / "rep" / "executed" / "02_broken.ipynb").exists()
+    assert sum(" ok in " in line for line in lines) == 1
+    with pytest.raises(ValueError, match="starts with 99"):
+        reports.reproduce("smoke", reports_dir=tmp_path / "rep", notebook_dir=books, only=["99"])
