@@ -99,7 +99,9 @@ def cmd_train(args) -> int:
     from fer import train
 
     profile, splits = _load_profile_and_data(args)
-    hp = json.loads(open(args.hp).read()) if args.hp else None
+    hp = json.loads(open(args.hp).read()) if args.hp else {}
+    if args.epochs is not None:  # the profile's flat epochs only sets the main block's; this is explicit
+        hp["epochs"] = args.epochs
     card = train.run(profile, splits, block=args.model, hp=hp, run_dir=args.run_dir, verbose=2)
     _report_run(card, args.run_dir or train.RUNS_DIR / str(profile["profile"]) / card["name"], args.ship)
     return 0

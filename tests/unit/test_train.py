@@ -321,3 +321,17 @@ def test_runs_from_before_a_new_training_option_are_still_reused(splits, tmp_pat
     (tmp_path / "card.json").write_text(json.dumps(card))
     train.run(profile, splits, run_dir=tmp_path, verbose=0)
     assert "reusing" not in capsys.readouterr().out
+
+
+def test_cli_epochs_override_the_trained_blocks_own(tmp_path, capsys):
+    from fer import cli
+
+    profile = tmp_path / "p.yaml"
+    profile.write_text("profile: p\nseed: 0\nepochs: 5\n"
+                       "lite: {arch: lite, epochs: 3, batch_size: 64, warmup_epochs: 0, precision: float32,\n"
+                       "       max_train: 128, hp: {stem_width: 16, widths: [16, 32]}}\n")
+    argv = ["train", "--profile", str(profile), "--data", "synthetic", "--model", "lite", "--run-dir", str(tmp_path / "r")]
+    assert cli.main([*argv, "--epochs", "1"]) == 0  # before the fix the lite block's 3 epochs ran
+    card = json.loads((tmp_path / "r" / "card.json").read_text())
+    assert card["epochs_run"] == 1 and card["config"]["epochs"] == 1
+    assert "1 epochs in" in capsys.readouterr().out
