@@ -133,6 +133,9 @@ def add_ensemble(sub) -> None:
     p.add_argument("--name", default="main", help="name of the model (and of the shipped file; default: main)")
     p.add_argument("--run-dir", help="where to write it (default: runs/<profile>/<name>-ensemble)")
     p.add_argument("--ship", action="store_true", help="copy the ensemble into fer/weights/<name>.keras")
+    p.add_argument("--float16-weights", action="store_true",
+                   help="round the weights to float16 before evaluating and store them so: half the file size, "
+                        "and the card's numbers are exactly the shipped file's")
     p.set_defaults(handler=cmd_ensemble)
 
 
@@ -142,7 +145,8 @@ def cmd_ensemble(args) -> int:
     if len(args.members) < 2:
         raise CLIError("an ensemble needs at least two training runs")
     profile, splits = _load_profile_and_data(args)
-    card = train.ensemble_run(profile, splits, args.members, run_dir=args.run_dir, name=args.name)
+    card = train.ensemble_run(profile, splits, args.members, run_dir=args.run_dir, name=args.name,
+                              float16_weights=args.float16_weights)
     _report_run(card, args.run_dir or train.RUNS_DIR / str(profile["profile"]) / f"{args.name}-ensemble", args.ship)
     return 0
 

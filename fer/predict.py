@@ -158,10 +158,13 @@ def _load_keras(path: Path):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
+    from fer.models import float32_copy
+
     try:
-        return keras.saving.load_model(path, compile=False)
+        model = keras.saving.load_model(path, compile=False)
     except Exception as err:
         raise ModelFileError(f"{path}: could not be loaded as a Keras model ({err}).") from err
+    return float32_copy(model)  # a file stored with float16 (or bf16) layers computes in float32
 
 
 def load_classifier(path: str | os.PathLike | None = None, verify: bool = True,

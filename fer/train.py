@@ -534,8 +534,12 @@ def ensemble_run(
     members: list[str | os.PathLike],
     run_dir: str | os.PathLike | None = None,
     name: str = "main",
+    float16_weights: bool = False,
 ) -> dict[str, Any]:
     """Average the finished training runs ``members`` into one model and write its run folder.
+
+    ``float16_weights`` rounds the weights to float16 values before evaluating, so that
+    :func:`ship` stores a half-size file that computes exactly what the card reports.
 
     Each member is a folder written by :func:`run` (``model.keras`` + ``card.json``). A member
     whose card records a data fingerprint must have been trained on exactly the data that
@@ -546,7 +550,7 @@ def ensemble_run(
     """
     from fer import data
     from fer.evaluate import short_path
-    from fer.models import ensemble
+    from fer.models import ensemble, round_to_float16
     from fer.predict import sha256
 
     cleaned = data.clean(splits)
@@ -574,6 +578,8 @@ def ensemble_run(
         })
         models.append(keras.saving.load_model(model_file, compile=False))
     model = ensemble(models, name=name)
+    if float16_weights:
+        round_to_float16(model)
     run_dir = Path(run_dir) if run_dir else RUNS_DIR / str(profile.get("profile", "custom")) / f"{name}-ensemble"
     _set_aside(run_dir, {})
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -591,6 +597,7 @@ def ensemble_run(
         "hardware": hardware_seen[0] if all(h == hardware_seen[0] for h in hardware_seen) else hardware_seen,
         "data": _data_block(profile, splits, cleaned, fingerprint, len(train_xy[0]), len(val_xy[0])),
         "metrics": {"validation": evaluate_model(model, *val_xy), "precision": "float32"},
+        "weights_dtype": "float16" if float16_weights else "float32",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     model.save(run_dir / "model.keras")
@@ -666,11 +673,16 @@ def ship(run_dir: str | os.PathLike, name: str | None = None, weights_dir: str |
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / f"{name}.keras"
     # Loaded without compiling and saved again: the shipped file holds no optimizer state
-    # (AdamW's two moments would triple its size) and is all inference needs.
-    from fer.models import float32_copy
+    # (AdamW's two moments would triple its size) and is all inference needs. A run whose
+    # weights were rounded to float16 values is stored as float16 (half the size, no loss);
+    # fer.load_classifier turns it back into float32 layers.
+    from fer.models import float32_copy, retyped_copy
 
-    float32_copy(keras.saving.load_model(run_dir / "model.keras", compile=False)).save(dest)
-    card["shipped_precision"] = "float32"
+    model = float32_copy(keras.saving.load_model(run_dir / "model.keras", compile=False))
+    if card.get("weights_dtype") == "float16":
+        model = retyped_copy(model, "float16")
+    model.save(dest)
+    card["shipped_precision"] = "float32"  # what it computes in once loaded
     card.pop("history", None)  # the run folder keeps the full curves; the card stays readable
     card["sha256"] = sha256(dest)
     card["size_bytes"] = dest.stat().st_size

@@ -266,6 +266,17 @@ def test_ensemble_run_combines_finished_runs_and_refuses_other_data(splits, tmp_
     x = splits["public_test"][0]
     mean = np.mean([Classifier(c["model"]).predict_proba(x) for c in cards], axis=0)
     np.testing.assert_allclose(shipped.predict_proba(x), mean, atol=1e-5)
+    # float16 weights: half the file, and the shipped file computes exactly what the card says
+    half = train.ensemble_run(profile, splits, [tmp_path / "s0", tmp_path / "s1"], run_dir=tmp_path / "half",
+                              float16_weights=True)
+    small = train.ship(tmp_path / "half", weights_dir=tmp_path / "weights16")
+    assert small.stat().st_size < dest.stat().st_size and half["weights_dtype"] == "float16"
+    assert models.policies(keras.saving.load_model(small, compile=False)) == {"float16"}  # stored as such
+    loaded = load_classifier(small, backend="keras")
+    assert models.policies(loaded.model) == {"float32"}
+    np.testing.assert_allclose(loaded.predict_proba(x), Classifier(half["model"]).predict_proba(x), atol=1e-6)
+    assert loaded.card["metrics"]["validation"] == train.evaluate_model(loaded.model, *val_xy)
+    np.testing.assert_allclose(loaded.predict_proba(x), mean, atol=0.01)  # float16 rounding only
     # a member trained on other pixels is refused, also from the command line (one line, exit 2)
     other = data.synthetic(n_train=24, n_test=6, seed=2)
     train.run(profile, other, run_dir=tmp_path / "other", verbose=0)
