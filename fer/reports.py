@@ -156,8 +156,12 @@ def reproduce(
         if not books:
             raise ValueError(f"no notebook in {notebook_dir} starts with {' or '.join(only)}")
     total_start = time.time()
-    # The kernels write reports/metrics themselves: point them at the same reports folder.
-    with current_interpreter_kernel() as kernel, environ(FER_REPORTS_DIR=str(reports_dir.resolve())):
+    # The kernels write reports/metrics themselves: point them at the same reports folder. They
+    # run in notebooks/, so a relative $FER_DATA (e.g. ../shared/data/fer2013.zip) is made absolute.
+    paths = {"FER_REPORTS_DIR": str(reports_dir.resolve())}
+    if os.environ.get("FER_DATA") and os.path.exists(os.environ["FER_DATA"]):
+        paths["FER_DATA"] = os.path.abspath(os.environ["FER_DATA"])
+    with current_interpreter_kernel() as kernel, environ(**paths):
         for i, nb in enumerate(books, 1):
             start = time.time()
             log(f"[{i}/{len(books)}] {nb.stem}: running (profile {values['profile']}) ...")

@@ -89,13 +89,18 @@ def test_failing_notebook_names_the_cell(tmp_path):
     assert "no such split: val" in msg and str(tmp_path / "out") in msg
 
 
-def test_only_runs_the_named_notebooks(tmp_path):
+def test_only_runs_the_named_notebooks(tmp_path, monkeypatch):
     books = tmp_path / "nb"
     books.mkdir()
-    nbformat.write(new_notebook(cells=[new_code_cell("x = 1")]), str(books / "01_fine.ipynb"))
+    probe = "import os, pathlib\nassert pathlib.Path(os.environ['FER_DATA']).is_file(), os.environ['FER_DATA']"
+    nbformat.write(new_notebook(cells=[new_code_cell(probe)]), str(books / "01_fine.ipynb"))
     nbformat.write(new_notebook(cells=[new_code_cell("raise ValueError('not selected')")]), str(books / "02_broken.ipynb"))
+    (tmp_path / "fer2013.zip").write_bytes(b"")
     lines = []
-    reports.reproduce("smoke", reports_dir=tmp_path / "rep", notebook_dir=books, log=lines.append, only=["01"])
+    with monkeypatch.context() as mp:  # a relative $FER_DATA still names the file inside the kernel
+        mp.chdir(tmp_path)
+        mp.setenv("FER_DATA", "fer2013.zip")
+        reports.reproduce("smoke", reports_dir=tmp_path / "rep", notebook_dir=books, log=lines.append, only=["01"])
     assert (tmp_path / "rep" / "html" / "01_fine.html").exists()
     assert not (tmp_path / "rep" / "executed" / "02_broken.ipynb").exists()
     assert sum(" ok in " in line for line in lines) == 1
