@@ -64,7 +64,7 @@ def _profile_args(p, training: bool = True) -> None:
     p.add_argument("--data", dest="data_source", help="FER2013 zip/folder/CSV, or 'synthetic' (default: the profile's)")
     if not training:
         return
-    p.add_argument("--epochs", type=int, help="override the profile's epochs")
+    p.add_argument("--epochs", type=int, help="override the epochs (train: of the block it trains; else the profile's)")
     p.add_argument("--seed", type=int, help="override the profile's seed")
 
 
