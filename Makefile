@@ -54,7 +54,7 @@ ensemble: $(ENV_STAMP) ## retrain the shipped main model (3 cpu-profile runs, av
 	$(PYTHON) -m fer train --profile cpu --hp params/cpu-main-hp.json --seed 0 --run-dir runs/cpu/main-s0
 	$(PYTHON) -m fer train --profile cpu --hp params/cpu-main-hp.json --seed 1 --run-dir runs/cpu/main-s1
 	$(PYTHON) -m fer train --profile cpu --hp params/cpu-main-hp.json --seed 0 --epochs 100 --run-dir runs/cpu/main-e100
-	$(PYTHON) -m fer ensemble $(MAIN_RUNS) --profile cpu --ship
+	$(PYTHON) -m fer ensemble $(MAIN_RUNS) --profile cpu --float16-weights --ship
 
 reports: $(ENV_STAMP) ## render the already executed notebooks to HTML in reports/
 	$(PYTHON) -m fer reports
