@@ -169,8 +169,10 @@ def make_dataset(x: np.ndarray, y: np.ndarray | None, cfg: TrainConfig, crop: in
     x = x[..., None] if x.ndim == 3 else x
     if not training:
         x = center_crop(x, crop)
-    if y is None or y.ndim == 2:  # no labels, or already target distributions (distillation)
-        onehot = None if y is None else y.astype("float32")
+    if y is None:
+        onehot = None
+    elif y.ndim == 2:  # already target distributions (distillation)
+        onehot = y.astype("float32")
     else:
         onehot = keras.utils.to_categorical(y, NUM_CLASSES).astype("float32")
     ds = tf.data.Dataset.from_tensor_slices(x if onehot is None else (x, onehot))
@@ -678,9 +680,8 @@ def ship(run_dir: str | os.PathLike, name: str | None = None, weights_dir: str |
     # fer.load_classifier turns it back into float32 layers.
     from fer.models import float32_copy, retyped_copy
 
-    model = float32_copy(keras.saving.load_model(run_dir / "model.keras", compile=False))
-    if card.get("weights_dtype") == "float16":
-        model = retyped_copy(model, "float16")
+    model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    model = retyped_copy(model, "float16") if card.get("weights_dtype") == "float16" else float32_copy(model)
     model.save(dest)
     card["shipped_precision"] = "float32"  # what it computes in once loaded
     card.pop("history", None)  # the run folder keeps the full curves; the card stays readable
