@@ -59,6 +59,16 @@ class TrainConfig:
     distill: float = 0.0  # weight of the teacher's probabilities in the targets (1 - it: the label)
     distill_temperature: float = 1.0  # > 1 softens the teacher's probabilities
 
+    def __post_init__(self):
+        # checked here, not when the targets are made: a distill weight without a teacher (or the
+        # reverse) would otherwise train a plain model under a card that says otherwise
+        if bool(self.teacher) != (self.distill > 0) or not 0 <= self.distill <= 1:
+            raise ValueError(
+                f"distillation needs a teacher model and 0 < distill <= 1 (teacher={self.teacher!r}, distill={self.distill})"
+            )
+        if self.distill_temperature <= 0:
+            raise ValueError(f"distill_temperature must be > 0, not {self.distill_temperature}")
+
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
         known = {f for f in cls.__dataclass_fields__}
@@ -212,8 +222,6 @@ def soft_targets(x: np.ndarray, y: np.ndarray, cfg: TrainConfig) -> np.ndarray:
     """
     from fer.predict import load_classifier
 
-    if not cfg.teacher or not 0 < cfg.distill <= 1:
-        raise ValueError("distillation needs a teacher model and 0 < distill <= 1")
     probs = load_classifier(cfg.teacher).predict_proba(x, tta="flip").astype("float64")
     if cfg.distill_temperature != 1:
         probs = np.exp(np.log(np.clip(probs, 1e-12, 1.0)) / cfg.distill_temperature)

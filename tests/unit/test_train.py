@@ -300,8 +300,6 @@ def test_distillation_targets_mix_label_and_teacher_and_train(splits, tmp_path):
     np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-5)
     hot = train.soft_targets(x, y, tiny_config(teacher=path, distill=1.0, distill_temperature=3.0))
     assert hot.max(axis=1).mean() < probs.max(axis=1).mean()  # a temperature above 1 softens
-    with pytest.raises(ValueError, match="distillation needs"):
-        train.soft_targets(x, y, tiny_config(teacher=path, distill=0.0))
     # the targets reach the training batches unchanged (no flip/crop changes a label)
     batch = next(iter(train.make_dataset(x, targets, tiny_config(), 40, training=True)))[1].numpy()
     gaps = np.abs(batch[:, None, :] - targets[None, :, :]).max(axis=2).min(axis=1)
@@ -315,6 +313,21 @@ def teacher_sha(path):
     from fer.predict import sha256
 
     return sha256(path)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [({"teacher": "t.keras"}, "distillation needs"), ({"distill": 0.5}, "distillation needs"),
+     ({"teacher": "t.keras", "distill": 1.5}, "distillation needs"),
+     ({"teacher": "t.keras", "distill": 0.5, "distill_temperature": 0}, "distill_temperature")],
+)
+def test_inconsistent_distillation_options_are_refused_before_training(options, message, splits, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**options)
+    profile = {"profile": "t", "data_source": "synthetic", "seed": 0, "train": {"arch": "resnet", "epochs": 1}}
+    with pytest.raises(ValueError, match=message):  # a profile or --hp saying so never starts a run
+        train.run(profile, splits, hp=options, run_dir=tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run").exists()
 
 
 def test_runs_from_before_a_new_training_option_are_still_reused(splits, tmp_path, capsys):
