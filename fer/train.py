@@ -138,27 +138,30 @@ def augmenter(cfg: TrainConfig, crop: int):
     """Augmentation as Keras layers, applied per batch inside tf.data (not saved with the model).
 
     A random translation by up to the crop margin followed by a centre crop is a random crop
-    of ``crop`` pixels; the rest is flip, small rotation/zoom and random erasing.
+    of ``crop`` pixels; the rest is flip, small rotation/zoom and random erasing. The layers
+    compute in float32 whatever the global mixed-precision policy: the model casts its input
+    itself, and MixUp's float32 weights cannot multiply bfloat16/float16 images.
     """
     import keras
     from keras import layers
 
     margin = (48 - crop) / 48 / 2
     seed = cfg.seed
+    f32 = {"dtype": "float32"}
     steps: list = []
     if cfg.flip:
-        steps.append(layers.RandomFlip("horizontal", seed=seed))
+        steps.append(layers.RandomFlip("horizontal", seed=seed, **f32))
     if cfg.rotation:
-        steps.append(layers.RandomRotation(cfg.rotation / 360.0, fill_mode="reflect", seed=seed + 1))
+        steps.append(layers.RandomRotation(cfg.rotation / 360.0, fill_mode="reflect", seed=seed + 1, **f32))
     if cfg.zoom:
-        steps.append(layers.RandomZoom((-cfg.zoom, cfg.zoom), fill_mode="reflect", seed=seed + 2))
+        steps.append(layers.RandomZoom((-cfg.zoom, cfg.zoom), fill_mode="reflect", seed=seed + 2, **f32))
     if margin + cfg.shift > 0:
         s = margin + cfg.shift
-        steps.append(layers.RandomTranslation(s, s, fill_mode="reflect", seed=seed + 3))
+        steps.append(layers.RandomTranslation(s, s, fill_mode="reflect", seed=seed + 3, **f32))
     if crop < 48:
-        steps.append(layers.CenterCrop(crop, crop))
+        steps.append(layers.CenterCrop(crop, crop, **f32))
     if cfg.erasing:
-        steps.append(layers.RandomErasing(factor=cfg.erasing, scale=(0.02, 0.2), value_range=(0, 255), seed=seed + 4))
+        steps.append(layers.RandomErasing(factor=cfg.erasing, scale=(0.02, 0.2), value_range=(0, 255), seed=seed + 4, **f32))
     return keras.Sequential(steps, name="augment")
 
 
@@ -191,7 +194,7 @@ def make_dataset(x: np.ndarray, y: np.ndarray | None, cfg: TrainConfig, crop: in
     ds = ds.batch(cfg.batch_size, drop_remainder=False)
     if training:
         aug = augmenter(cfg, crop)
-        mix = keras.layers.MixUp(alpha=cfg.mixup, seed=cfg.seed + 5) if cfg.mixup > 0 else None
+        mix = keras.layers.MixUp(alpha=cfg.mixup, seed=cfg.seed + 5, dtype="float32") if cfg.mixup > 0 else None
 
         def augment(images, labels):
             images = aug(tf.cast(images, "float32"), training=True)

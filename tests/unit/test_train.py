@@ -71,6 +71,20 @@ def test_augmentation_keeps_shape_and_range(splits):
     np.testing.assert_allclose(labels.numpy().sum(axis=1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_augmentation_and_mixup_stay_float32_under_mixed_precision(splits, policy):
+    # under a mixed global policy the augmentation layers computed in bfloat16/float16, and
+    # MixUp then failed (float32 weights times bfloat16 images): params/full.yaml could not train
+    x, y = splits["train"]
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        images, labels = next(iter(train.make_dataset(x, y, tiny_config(mixup=0.2), crop=40, training=True)))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert images.dtype == "float32" and labels.dtype == "float32"
+    np.testing.assert_allclose(labels.numpy().sum(axis=1), 1.0, rtol=1e-5)
+
+
 def test_input_pipelines_run_without_tf_data_autotuning(splits):
     # with autotuning on, each epoch's new iterator waited up to a minute for the old one's
     # autotuner thread (benchmarks/epoch_start.py)
@@ -201,7 +215,8 @@ def test_finished_run_is_reused_only_with_the_same_configuration_and_data(splits
 def test_shipped_copy_of_a_bfloat16_run_is_float32_with_the_same_predictions(splits, tmp_path):
     profile = {"profile": "t", "data_source": "synthetic", "seed": 0,
                "train": {"arch": "resnet", "epochs": 1, "batch_size": 16, "warmup_epochs": 0,
-                         "precision": "mixed_bfloat16", "hp": {"crop": 40, "stem_width": 8, "widths": [8, 16], "blocks": [1, 1]}}}
+                         "precision": "mixed_bfloat16", "mixup": 0.2,  # mixup: as params/full.yaml trains
+                         "hp": {"crop": 40, "stem_width": 8, "widths": [8, 16], "blocks": [1, 1]}}}
     try:
         card = train.run(profile, splits, run_dir=tmp_path / "run", verbose=0)
     finally:
