@@ -85,6 +85,27 @@ def test_augmentation_and_mixup_stay_float32_under_mixed_precision(splits, polic
     np.testing.assert_allclose(labels.numpy().sum(axis=1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["smoke", "cpu", "full"])
+def test_every_profile_block_trains_under_mixed_precision(name, splits, tmp_path):
+    # each block's own recipe (architecture, optimizer, mixup, augmentation) for a few steps, in
+    # the mixed precision the profile gets on a bf16 CPU or a GPU: the full profile crashed there
+    import dataclasses
+
+    from fer.config import load_profile
+
+    profile = load_profile(name)
+    blocks = [b for b in ("train", "lite", "baseline") if b in profile]
+    try:
+        for block in blocks:
+            cfg = dataclasses.replace(train.config_from_profile(profile, block), epochs=1, batch_size=8,
+                                      precision="mixed_bfloat16")
+            model, history = train.fit(splits["train"], None, cfg, run_dir=tmp_path / block, verbose=0)
+            assert np.isfinite(history["loss"]).all(), block
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert blocks == ["train", "lite", "baseline"]
+
+
 def test_input_pipelines_run_without_tf_data_autotuning(splits):
     # with autotuning on, each epoch's new iterator waited up to a minute for the old one's
     # autotuner thread (benchmarks/epoch_start.py)
