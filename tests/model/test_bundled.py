@@ -14,9 +14,20 @@ ZIP = SHARED_DIR / "data" / "fer2013.zip"
 needs_data = pytest.mark.skipif(not ZIP.exists(), reason="../shared/data/fer2013.zip not present")
 
 
+#: every shipped model and its parameter budget (issue: main <= 5 M, lite <= 100 k)
+SHIPPED = {"main.keras": 5_000_000, "lite.keras": 100_000}
+
+
 @pytest.fixture(scope="module")
 def clf():
     return fer.load_classifier()
+
+
+@pytest.fixture(scope="module", params=sorted(SHIPPED))
+def shipped(request):
+    from fer.config import WEIGHTS_DIR
+
+    return request.param, fer.load_classifier(WEIGHTS_DIR / request.param)
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +37,16 @@ def public_test(tmp_path_factory):
     return data.load(ZIP, cache_dir=tmp_path_factory.mktemp("cache"))["public_test"]
 
 
-def test_bundled_model_has_a_complete_card(clf):
+def test_bundled_model_is_main():
+    assert predict.bundled_path().name == "main.keras"
+
+
+def test_shipped_models_have_complete_cards_within_budget(shipped):
+    name, clf = shipped
     card = clf.card
     for key in ("arch", "params", "config", "train_wall_s", "hardware", "data", "metrics", "sha256"):
         assert key in card, key
-    assert card["params"] == clf.model.count_params()
+    assert card["params"] == clf.model.count_params() <= SHIPPED[name]
     assert card["input"]["crop"] == clf.crop
 
 
@@ -56,7 +72,8 @@ def test_corrupted_model_file_is_refused(tmp_path):
 
 
 @needs_data
-def test_public_test_accuracy_matches_the_model_card(clf, public_test):
+def test_public_test_accuracy_matches_the_model_card(shipped, public_test):
+    _, clf = shipped
     x, y = public_test
     acc = float((clf.predict(x) == y).mean())
     claimed = clf.card["metrics"]["validation"]["accuracy_single"]
