@@ -8,7 +8,7 @@ import pytest
 
 import fer
 from fer import predict
-from fer.config import CLASSES, SHARED_DIR
+from fer.config import CLASSES, SHARED_DIR, WEIGHTS_DIR
 
 ZIP = SHARED_DIR / "data" / "fer2013.zip"
 needs_data = pytest.mark.skipif(not ZIP.exists(), reason="../shared/data/fer2013.zip not present")
@@ -24,10 +24,9 @@ def clf():
 
 
 @pytest.fixture(scope="module", params=sorted(SHIPPED))
-def shipped(request):
-    from fer.config import WEIGHTS_DIR
-
-    return request.param, fer.load_classifier(WEIGHTS_DIR / request.param)
+def shipped(request, clf):
+    name = request.param
+    return name, clf if clf.path == WEIGHTS_DIR / name else fer.load_classifier(WEIGHTS_DIR / name)
 
 
 @pytest.fixture(scope="module")

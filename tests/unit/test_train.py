@@ -99,7 +99,7 @@ def test_every_profile_block_trains_under_mixed_precision(name, splits, tmp_path
         for block in blocks:
             cfg = dataclasses.replace(train.config_from_profile(profile, block), epochs=1, batch_size=8,
                                       precision="mixed_bfloat16")
-            model, history = train.fit(splits["train"], None, cfg, run_dir=tmp_path / block, verbose=0)
+            _, history = train.fit(splits["train"], None, cfg, run_dir=tmp_path / block, verbose=0)
             assert np.isfinite(history["loss"]).all(), block
     finally:
         keras.mixed_precision.set_global_policy("float32")
