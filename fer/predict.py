@@ -132,6 +132,10 @@ class Classifier:
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         if self.runtime is not None:
             return self.runtime(batch[..., None].astype(np.float32))
+        import keras
+
+        if keras.backend.backend() != "tensorflow":  # JAX/PyTorch (a GPU training run): compiled there
+            return np.asarray(self.model.predict_on_batch(batch[..., None].astype(np.float32)))
         import tensorflow as tf
 
         if self._fn is None:  # a traced function: ~10x less per-call overhead than model.predict

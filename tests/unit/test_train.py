@@ -115,6 +115,77 @@ def test_input_pipelines_run_without_tf_data_autotuning(splits):
         assert ds.options().autotune.enabled is False
 
 
+def test_host_augmentation_is_the_identity_when_switched_off_and_draws_like_the_keras_layers(splits):
+    x = splits["train"][0]
+    off = tiny_config(flip=False, rotation=0, zoom=0, erasing=0)
+    out = train.augment_batch(x, off, 48, np.random.default_rng(0))
+    assert out.dtype == np.float32 and out.shape == (len(x), 48, 48, 1)
+    np.testing.assert_array_equal(out[..., 0], x)
+    flipped = train.augment_batch(x, tiny_config(rotation=0, zoom=0, erasing=0), 48, np.random.default_rng(0))
+    assert all(np.array_equal(f[..., 0], a) or np.array_equal(f[..., 0], a[:, ::-1]) for f, a in zip(flipped, x, strict=True))
+    assert not np.array_equal(flipped[..., 0], x)  # some of them flipped
+    # the full recipe moves pixels about as much as the Keras layers that tf.data runs
+    cfg = train.TrainConfig(mixup=0.0)
+    faces = np.repeat(x, 8, axis=0)
+    centre = train.center_crop(faces, 44).astype(np.float32)
+    host = train.augment_batch(faces, cfg, 44, np.random.default_rng(1))
+    layers = np.asarray(train.augmenter(cfg, 44)(faces[..., None].astype("float32"), training=True))
+    assert host.shape == layers.shape and 0 <= host.min() and host.max() <= 255
+    moved_host, moved_layers = (np.abs(a[..., 0] - centre).mean() for a in (host, layers))
+    assert 0.7 < moved_host / moved_layers < 1.4, (moved_host, moved_layers)
+
+
+def test_host_batches_are_repeatable_mixed_and_reshuffled_each_epoch(splits):
+    x, y = splits["train"]
+    cfg = tiny_config(mixup=0.2, batch_size=16, seed=3)
+    batches = train.HostBatches(x, y, cfg, 40, class_weight=train.class_weights(y, "balanced"), workers=2)
+    assert len(batches) == -(-len(x) // 16)
+    images, labels, weights = batches[0]
+    assert images.shape == (16, 40, 40, 1) and images.dtype == np.float32 and weights.shape == (16,)
+    np.testing.assert_allclose(labels.sum(axis=1), 1.0, rtol=1e-5)
+    assert (labels.max(axis=1) < 1).any()  # mixed
+    again = train.HostBatches(x, y, cfg, 40, class_weight=train.class_weights(y, "balanced"))[0]
+    for a, b in zip((images, labels, weights), again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    batches.on_epoch_end()
+    assert not np.array_equal(batches[0][0], images)
+    with pytest.raises(ValueError, match="48, 48"):
+        train.HostBatches(x[:, :40, :40], y, cfg, 40)
+
+
+def test_host_pipeline_fits_under_tensorflow_too(splits, tmp_path):
+    # the pipeline Keras on JAX/PyTorch uses (no tf.data there); chosen explicitly here
+    cfg = tiny_config(epochs=4, pipeline="host")
+    model, history = train.fit(splits["train"], splits["public_test"], cfg, run_dir=tmp_path, verbose=0)
+    assert history["pipeline"] == "host" and history["accuracy"][-1] > 0.5  # chance: 0.14
+    assert len(history["val_accuracy"]) == 4 and (tmp_path / "best.keras").exists()
+    assert train.resolve_pipeline("auto") == "tf.data"  # this environment's backend is TensorFlow
+    with pytest.raises(ValueError, match="pipeline"):
+        tiny_config(pipeline="gpu")
+
+
+def test_a_run_with_float16_weights_ships_half_size_and_computes_what_its_card_says(splits, tmp_path):
+    profile = {"profile": "t", "data_source": "synthetic", "seed": 0,
+               "train": {"arch": "resnet", "epochs": 1, "batch_size": 16, "warmup_epochs": 0, "precision": "float32",
+                         "hp": {"crop": 40, "stem_width": 8, "widths": [8, 16], "blocks": [1, 1]}}}
+    card = train.run(profile, splits, run_dir=tmp_path / "run", verbose=0, float16_weights=True)
+    assert card["weights_dtype"] == "float16"
+    for w in card["model"].get_weights():
+        np.testing.assert_array_equal(w, w.astype(np.float16).astype(w.dtype))
+    dest = train.ship(tmp_path / "run", weights_dir=tmp_path / "weights")
+    full = train.run(profile, splits, run_dir=tmp_path / "run32", verbose=0)  # same seed, float32 weights
+    train.ship(tmp_path / "run32", name="f32", weights_dir=tmp_path / "weights")
+    assert dest.stat().st_size < (tmp_path / "weights" / "f32.keras").stat().st_size
+    shipped = keras.saving.load_model(dest, compile=False)
+    assert {str(v.dtype) for v in shipped.weights} == {"float16"}  # stored at half size
+    val_xy = data.training_splits(data.clean(splits), seed=0)[1]
+    assert train.evaluate_model(models.float32_copy(shipped), *val_xy) == card["metrics"]["validation"]
+    assert full["weights_dtype"] == "float32"
+    # a finished float32 run is not reused for a float16 request (nor the reverse)
+    again = train.run(profile, splits, run_dir=tmp_path / "run32", verbose=0, float16_weights=True)
+    assert again["weights_dtype"] == "float16"
+
+
 def test_class_weights_favour_rare_classes():
     y = np.array([0] * 90 + [1] * 10)
     w = train.class_weights(y, "balanced")
