@@ -618,7 +618,8 @@ def run(
 
     ``float16_weights`` rounds the trained weights to float16 values before the evaluation, so
     that :func:`ship` stores a half-size file (a 5 M-parameter model in float32 is over the
-    16 MiB a shipped file may be) that computes exactly what the card reports.
+    16 MiB a shipped file may be) that computes exactly what the card reports. A finished
+    float32 run is rounded and evaluated again in place, not trained again.
 
     With ``reuse`` a run that already finished in ``run_dir`` with the same configuration and
     data is loaded instead of trained again (an interrupted one resumes through
@@ -640,7 +641,17 @@ def run(
     fingerprint = data_fingerprint(train_xy, val_xy)
     if reuse:
         card = finished_run(run_dir, cfg, fingerprint)
-        if card is not None and card.get("weights_dtype", "float32") == ("float16" if float16_weights else "float32"):
+        stored = card.get("weights_dtype", "float32") if card is not None else None
+        if stored == "float32" and float16_weights:  # round the finished run; no need to train again
+            model = card.pop("model")
+            round_to_float16(model)
+            card["metrics"] = {"validation": evaluate_model(float32_copy(model), *val_xy), "precision": "float32"}
+            card["weights_dtype"] = "float16"
+            model.save(run_dir / "model.keras")
+            (run_dir / "card.json").write_text(json.dumps(card, indent=2, default=list))
+            print(f"{name}: rounded the finished run in {run_dir} to float16 weights and evaluated it again")
+            return {**card, "model": model}
+        if stored == ("float16" if float16_weights else "float32"):
             print(f"{name}: reusing the finished run in {run_dir} (same configuration and data); "
                   "delete that folder to train again")
             return card

@@ -181,9 +181,17 @@ def test_a_run_with_float16_weights_ships_half_size_and_computes_what_its_card_s
     val_xy = data.training_splits(data.clean(splits), seed=0)[1]
     assert train.evaluate_model(models.float32_copy(shipped), *val_xy) == card["metrics"]["validation"]
     assert full["weights_dtype"] == "float32"
-    # a finished float32 run is not reused for a float16 request (nor the reverse)
-    again = train.run(profile, splits, run_dir=tmp_path / "run32", verbose=0, float16_weights=True)
-    assert again["weights_dtype"] == "float16"
+    # a finished float32 run asked for float16 weights is rounded and evaluated again, not retrained
+    trained = json.loads((tmp_path / "run32" / "card.json").read_text())
+    rounded = train.run(profile, splits, run_dir=tmp_path / "run32", verbose=0, float16_weights=True)
+    assert rounded["weights_dtype"] == "float16" and rounded["history"] == trained["history"]
+    assert rounded["train_wall_s"] == trained["train_wall_s"] and not list(tmp_path.glob("run32-*"))
+    for w in rounded["model"].get_weights():
+        np.testing.assert_array_equal(w, w.astype(np.float16).astype(w.dtype))
+    assert rounded["metrics"]["validation"] == train.evaluate_model(rounded["model"], *val_xy)
+    assert json.loads((tmp_path / "run32" / "card.json").read_text())["weights_dtype"] == "float16"
+    # and then reused as it is
+    assert train.run(profile, splits, run_dir=tmp_path / "run32", verbose=0, float16_weights=True)["metrics"] == rounded["metrics"]
 
 
 def test_class_weights_favour_rare_classes():
