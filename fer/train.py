@@ -305,8 +305,7 @@ class HostBatches(keras.utils.PyDataset):
         self.x, self.cfg, self.crop = x, cfg, crop
         self.y = targets.astype("float32") if targets.ndim == 2 else np.eye(NUM_CLASSES, dtype="float32")[targets]
         self.weights = None if class_weight is None else np.array([class_weight[i] for i in range(NUM_CLASSES)], "float32")
-        self.epoch = 0
-        self.order = np.random.default_rng([cfg.seed, 0]).permutation(len(x))
+        self.set_epoch(0)
 
     def __len__(self) -> int:
         return math.ceil(len(self.x) / self.cfg.batch_size)
@@ -325,9 +324,14 @@ class HostBatches(keras.utils.PyDataset):
             return images, labels
         return images, labels, self.weights[labels.argmax(axis=1)]  # as Keras weighs soft labels
 
+    def set_epoch(self, epoch: int) -> None:
+        """Draw epoch ``epoch``'s order and augmentation (``fit`` calls it at each epoch's start,
+        so a run resumed by ``BackupAndRestore`` sees the batches it would have seen)."""
+        self.epoch = epoch
+        self.order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.x))
+
     def on_epoch_end(self) -> None:
-        self.epoch += 1
-        self.order = np.random.default_rng([self.cfg.seed, self.epoch]).permutation(len(self.x))
+        self.set_epoch(self.epoch + 1)
 
 
 def resolve_pipeline(pipeline: str = "auto") -> str:
@@ -477,6 +481,8 @@ def fit(
                   keras.utils.to_categorical(val[1], NUM_CLASSES)) if val is not None else None
         weights = None  # HostBatches weighs the batches itself
     cbs: list = []
+    if pipeline == "host":
+        cbs.append(keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: train_ds.set_epoch(epoch)))
     monitor = "val_accuracy" if val is not None else "accuracy"
     if cfg.schedule == "plateau":
         cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5, patience=3, min_lr=1e-5))

@@ -149,14 +149,22 @@ def test_host_batches_are_repeatable_mixed_and_reshuffled_each_epoch(splits):
         np.testing.assert_array_equal(a, b)
     batches.on_epoch_end()
     assert not np.array_equal(batches[0][0], images)
+    batches.on_epoch_end()
+    jumped = train.HostBatches(x, y, cfg, 40, class_weight=train.class_weights(y, "balanced"))
+    jumped.set_epoch(2)  # what a resumed run asks for: the batches of epoch 2, as if run through
+    np.testing.assert_array_equal(jumped[1][0], batches[1][0])
     with pytest.raises(ValueError, match="48, 48"):
         train.HostBatches(x[:, :40, :40], y, cfg, 40)
 
 
-def test_host_pipeline_fits_under_tensorflow_too(splits, tmp_path):
+def test_host_pipeline_fits_under_tensorflow_too(splits, tmp_path, monkeypatch):
     # the pipeline Keras on JAX/PyTorch uses (no tf.data there); chosen explicitly here
+    drawn, getitem = [], train.HostBatches.__getitem__
+    monkeypatch.setattr(train.HostBatches, "__getitem__", lambda self, i: (drawn.append(self.epoch), getitem(self, i))[1])
     cfg = tiny_config(epochs=4, pipeline="host")
     model, history = train.fit(splits["train"], splits["public_test"], cfg, run_dir=tmp_path, verbose=0)
+    # each epoch draws its own batches (Keras also ends an "epoch" after peeking at the first batch)
+    assert [e for i, e in enumerate(drawn) if i == 0 or e != drawn[i - 1]] == [0, 1, 2, 3]
     assert history["pipeline"] == "host" and history["accuracy"][-1] > 0.5  # chance: 0.14
     assert len(history["val_accuracy"]) == 4 and (tmp_path / "best.keras").exists()
     assert train.resolve_pipeline("auto") == "tf.data"  # this environment's backend is TensorFlow
