@@ -291,15 +291,19 @@ def augment_batch(images: np.ndarray, cfg: TrainConfig, crop: int, rng: np.rando
 
 class HostBatches(keras.utils.PyDataset):
     """The ``host`` pipeline: shuffled, augmented (:func:`augment_batch`) and MixUp-ed batches
-    made by NumPy/OpenCV in ``workers`` threads, for Keras on JAX or PyTorch (tf.data exists
-    only under TensorFlow). MixUp follows ``keras.layers.MixUp``: a Beta(alpha, alpha) weight
-    per image, partners drawn by permuting the augmented batch. Every batch's random numbers
-    come from ``(seed, epoch, batch)``, so the batches do not depend on the threads' timing.
+    made by NumPy/OpenCV, for Keras on JAX or PyTorch (tf.data exists only under TensorFlow).
+    MixUp follows ``keras.layers.MixUp``: a Beta(alpha, alpha) weight per image, partners drawn
+    by permuting the augmented batch. Every batch's random numbers come from
+    ``(seed, epoch, batch)``, so the batches do not depend on the workers' timing.
+
+    One worker by default, i.e. batches made in the training loop's thread: Keras' thread
+    enqueuer made fewer batches, not more (415/s with one worker, 184/s with two, 160/s with
+    three on idle cores: ``benchmarks/host_pipeline.py``); the loop is held by Python's GIL.
     """
 
     def __init__(self, x: np.ndarray, targets: np.ndarray, cfg: TrainConfig, crop: int,
                  class_weight: dict[int, float] | None = None, workers: int | None = None):
-        super().__init__(workers=workers or max(1, min(8, (os.cpu_count() or 2) - 1)), max_queue_size=16)
+        super().__init__(workers=workers or 1, max_queue_size=16)
         if x.ndim != 3 or x.shape[1:] != (48, 48):
             raise ValueError(f"HostBatches needs (N, 48, 48) faces, not {x.shape}")
         self.x, self.cfg, self.crop = x, cfg, crop
