@@ -4,9 +4,9 @@
 
 Generated 48x48 faces, the full profile's augmentation and MixUp, batch 128, crop 44. For each
 worker count, one epoch of ``--batches`` batches is drawn through Keras' own PyDataset enqueuer
-(what ``model.fit`` uses) ``--repeats`` times; it prints the median batches/s and images/s and,
-for comparison, what a GPU step rate needs: on an H200 the full model's step took 4.6 ms under
-JAX (217 batches/s). Worker counts are measured interleaved, so background load hits each alike.
+(what ``model.fit`` uses) ``--repeats`` times; it prints the median batches/s and images/s.
+For comparison: on an H200 the full model's step took 4.6 ms under JAX, so a GPU run needs 217
+batches/s. Worker counts are measured interleaved, so background load hits each alike.
 """
 
 from __future__ import annotations
