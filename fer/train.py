@@ -302,13 +302,12 @@ class HostBatches(keras.utils.PyDataset):
     """
 
     def __init__(self, x: np.ndarray, targets: np.ndarray, cfg: TrainConfig, crop: int,
-                 class_weight: dict[int, float] | None = None, workers: int | None = None):
+                 workers: int | None = None):
         super().__init__(workers=workers or 1, max_queue_size=16)
         if x.ndim != 3 or x.shape[1:] != (48, 48):
             raise ValueError(f"HostBatches needs (N, 48, 48) faces, not {x.shape}")
         self.x, self.cfg, self.crop = x, cfg, crop
         self.y = targets.astype("float32") if targets.ndim == 2 else np.eye(NUM_CLASSES, dtype="float32")[targets]
-        self.weights = None if class_weight is None else np.array([class_weight[i] for i in range(NUM_CLASSES)], "float32")
         self.set_epoch(0)
 
     def __len__(self) -> int:
@@ -324,9 +323,7 @@ class HostBatches(keras.utils.PyDataset):
             partner = rng.permutation(len(idx))
             images = w[:, None, None, None] * images + (1 - w[:, None, None, None]) * images[partner]
             labels = w[:, None] * labels + (1 - w[:, None]) * labels[partner]
-        if self.weights is None:
-            return images, labels
-        return images, labels, self.weights[labels.argmax(axis=1)]  # as Keras weighs soft labels
+        return images, labels  # fit(class_weight=...) weighs them (by each soft label's argmax)
 
     def set_epoch(self, epoch: int) -> None:
         """Draw epoch ``epoch``'s order and augmentation (``fit`` calls it at each epoch's start,
@@ -480,10 +477,9 @@ def fit(
         train_ds = make_dataset(x, targets, cfg, crop, training=True)
         val_ds = make_dataset(*val, cfg, crop, training=False) if val is not None else None
     else:
-        train_ds = HostBatches(x, targets, cfg, crop, weights)
+        train_ds = HostBatches(x, targets, cfg, crop)
         val_ds = (center_crop(val[0], crop)[..., None].astype("float32"),
                   keras.utils.to_categorical(val[1], NUM_CLASSES)) if val is not None else None
-        weights = None  # HostBatches weighs the batches itself
     cbs: list = []
     if pipeline == "host":
         cbs.append(keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: train_ds.set_epoch(epoch)))
@@ -649,44 +645,37 @@ def run(
     cleaned = data.clean(splits)
     train_xy, val_xy = data.training_splits(cleaned, seed=cfg.seed)
     fingerprint = data_fingerprint(train_xy, val_xy)
-    if reuse:
-        card = finished_run(run_dir, cfg, fingerprint)
-        stored = card.get("weights_dtype", "float32") if card is not None else None
-        if stored == "float32" and float16_weights:  # round the finished run; no need to train again
-            model = card.pop("model")
-            round_to_float16(model)
-            card["metrics"] = {"validation": evaluate_model(float32_copy(model), *val_xy), "precision": "float32"}
-            card["weights_dtype"] = "float16"
-            model.save(run_dir / "model.keras")
-            (run_dir / "card.json").write_text(json.dumps(card, indent=2, default=list))
-            print(f"{name}: rounded the finished run in {run_dir} to float16 weights and evaluated it again")
-            return {**card, "model": model}
-        if stored == ("float16" if float16_weights else "float32"):
-            print(f"{name}: reusing the finished run in {run_dir} (same configuration and data); "
-                  "delete that folder to train again")
-            return card
-    model, history = fit(train_xy, val_xy, cfg, run_dir=run_dir, verbose=verbose, fingerprint=fingerprint)
+    card = finished_run(run_dir, cfg, fingerprint) if reuse else None
+    stored = card.get("weights_dtype", "float32") if card is not None else None
+    if stored == ("float16" if float16_weights else "float32"):
+        print(f"{name}: reusing the finished run in {run_dir} (same configuration and data); "
+              "delete that folder to train again")
+        return card
+    if stored == "float32" and float16_weights:  # round the finished run; no need to train again
+        model = card.pop("model")
+        print(f"{name}: rounding the finished run in {run_dir} to float16 weights and evaluating it again")
+    else:
+        model, history = fit(train_xy, val_xy, cfg, run_dir=run_dir, verbose=verbose, fingerprint=fingerprint)
+        card = {
+            "name": name,
+            "arch": cfg.arch,
+            "params": int(model.count_params()),
+            "input": {"crop": int(model.input_shape[1]), "size": 48, "channels": 1, "range": "0-255"},
+            "config": asdict(cfg),
+            "epochs_run": len(history.get("loss", [])),
+            "train_wall_s": round(history["wall_s"], 1),
+            "precision": history["policy"],
+            "pipeline": history["pipeline"],
+            "hardware": hardware(),
+            "data": _data_block(profile, splits, cleaned, fingerprint, history["train_images"], len(val_xy[0])),
+            "history": {k: v for k, v in history.items() if isinstance(v, list)},
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
     if float16_weights:
         round_to_float16(model)
     # measured on the float32 copy that ship() writes, so the card describes the shipped file
-    metrics = evaluate_model(float32_copy(model), *val_xy)
-    card = {
-        "name": name,
-        "arch": cfg.arch,
-        "params": int(model.count_params()),
-        "input": {"crop": int(model.input_shape[1]), "size": 48, "channels": 1, "range": "0-255"},
-        "config": asdict(cfg),
-        "epochs_run": len(history.get("loss", [])),
-        "train_wall_s": round(history["wall_s"], 1),
-        "precision": history["policy"],
-        "pipeline": history["pipeline"],
-        "hardware": hardware(),
-        "data": _data_block(profile, splits, cleaned, fingerprint, history["train_images"], len(val_xy[0])),
-        "metrics": {"validation": metrics, "precision": "float32"},
-        "history": {k: v for k, v in history.items() if isinstance(v, list)},
-        "weights_dtype": "float16" if float16_weights else "float32",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    card["metrics"] = {"validation": evaluate_model(float32_copy(model), *val_xy), "precision": "float32"}
+    card["weights_dtype"] = "float16" if float16_weights else "float32"
     if cfg.teacher:
         card["teacher"] = _teacher_entry(cfg.teacher)
     model.save(run_dir / "model.keras")

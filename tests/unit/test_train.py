@@ -138,19 +138,19 @@ def test_host_augmentation_is_the_identity_when_switched_off_and_draws_like_the_
 def test_host_batches_are_repeatable_mixed_and_reshuffled_each_epoch(splits):
     x, y = splits["train"]
     cfg = tiny_config(mixup=0.2, batch_size=16, seed=3)
-    batches = train.HostBatches(x, y, cfg, 40, class_weight=train.class_weights(y, "balanced"), workers=2)
+    batches = train.HostBatches(x, y, cfg, 40, workers=2)
     assert len(batches) == -(-len(x) // 16)
-    images, labels, weights = batches[0]
-    assert images.shape == (16, 40, 40, 1) and images.dtype == np.float32 and weights.shape == (16,)
+    images, labels = batches[0]
+    assert images.shape == (16, 40, 40, 1) and images.dtype == np.float32
     np.testing.assert_allclose(labels.sum(axis=1), 1.0, rtol=1e-5)
     assert (labels.max(axis=1) < 1).any()  # mixed
-    again = train.HostBatches(x, y, cfg, 40, class_weight=train.class_weights(y, "balanced"))[0]
-    for a, b in zip((images, labels, weights), again, strict=True):
+    again = train.HostBatches(x, y, cfg, 40)[0]
+    for a, b in zip((images, labels), again, strict=True):
         np.testing.assert_array_equal(a, b)
     batches.on_epoch_end()
     assert not np.array_equal(batches[0][0], images)
     batches.on_epoch_end()
-    jumped = train.HostBatches(x, y, cfg, 40, class_weight=train.class_weights(y, "balanced"))
+    jumped = train.HostBatches(x, y, cfg, 40)
     jumped.set_epoch(2)  # what a resumed run asks for: the batches of epoch 2, as if run through
     np.testing.assert_array_equal(jumped[1][0], batches[1][0])
     with pytest.raises(ValueError, match="48, 48"):
@@ -161,7 +161,7 @@ def test_host_pipeline_fits_under_tensorflow_too(splits, tmp_path, monkeypatch):
     # the pipeline Keras on JAX/PyTorch uses (no tf.data there); chosen explicitly here
     drawn, getitem = [], train.HostBatches.__getitem__
     monkeypatch.setattr(train.HostBatches, "__getitem__", lambda self, i: (drawn.append(self.epoch), getitem(self, i))[1])
-    cfg = tiny_config(epochs=4, pipeline="host")
+    cfg = tiny_config(epochs=4, pipeline="host", class_weight="balanced")  # Keras weighs the batches
     model, history = train.fit(splits["train"], splits["public_test"], cfg, run_dir=tmp_path, verbose=0)
     # each epoch draws its own batches (Keras also ends an "epoch" after peeking at the first batch)
     assert [e for i, e in enumerate(drawn) if i == 0 or e != drawn[i - 1]] == [0, 1, 2, 3]
