@@ -50,7 +50,7 @@ class TrainConfig:
     erasing: float = 0.25  # probability of random erasing per image
     precision: str = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
     # how batches are augmented: tf.data (Keras layers in tf.data threads; TensorFlow only) | host
-    # (NumPy/OpenCV threads; any backend) | auto (tf.data under TensorFlow, host otherwise)
+    # (NumPy/OpenCV in the training loop; any backend) | auto (tf.data under TensorFlow, host otherwise)
     pipeline: str = "auto"
     seed: int = 0
     deterministic: bool = False
@@ -472,7 +472,7 @@ def fit(
         crop = int(model.input_shape[1])
         steps = math.ceil(len(x) / cfg.batch_size)
         compile_model(model, cfg, steps)
-    weights = class_weights(y, cfg.class_weight)
+    cbs: list = []
     if pipeline == "tf.data":
         train_ds = make_dataset(x, targets, cfg, crop, training=True)
         val_ds = make_dataset(*val, cfg, crop, training=False) if val is not None else None
@@ -480,8 +480,6 @@ def fit(
         train_ds = HostBatches(x, targets, cfg, crop)
         val_ds = (center_crop(val[0], crop)[..., None].astype("float32"),
                   keras.utils.to_categorical(val[1], NUM_CLASSES)) if val is not None else None
-    cbs: list = []
-    if pipeline == "host":
         cbs.append(keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: train_ds.set_epoch(epoch)))
     monitor = "val_accuracy" if val is not None else "accuracy"
     if cfg.schedule == "plateau":
@@ -513,7 +511,7 @@ def fit(
         validation_data=val_ds,
         epochs=cfg.epochs,
         validation_batch_size=None if pipeline == "tf.data" else cfg.batch_size,  # of the arrays
-        class_weight=weights,
+        class_weight=class_weights(y, cfg.class_weight),
         shuffle=False,  # the pipeline shuffles already
         callbacks=cbs,
         verbose=verbose,
