@@ -56,3 +56,27 @@ def test_without_conda_a_venv_is_created():
     assert ".venv/bin/python -m fer serve" in plan
     if not (PROJECT_DIR / ".venv" / ".fer-study-installed").exists():
         assert "-m venv .venv" in plan
+
+
+def test_gpu_recipe_trains_three_members_and_the_lite_then_ships_both(tmp_path):
+    # -B: plan every step, as on a fresh clone, whatever runs/ holds on this machine
+    plan = make("-n", "-B", "ensemble-full", CONDA_PREFIX=str(tmp_path)).splitlines()
+    py = f"{tmp_path}/bin/python -m fer"
+    for seed in (0, 1, 2):
+        assert (f"{py} train --profile full --hp params/full-member-hp.json --seed {seed} "
+                f"--run-dir runs/full/member-s{seed}") in plan
+    lite = f"{py} train --profile full --model lite --hp params/cpu-lite-hp.json --run-dir runs/full/lite"
+    ship_main = (f"{py} ensemble runs/full/member-s0 runs/full/member-s1 runs/full/member-s2 "
+                 "--profile full --float16-weights --ship")
+    assert lite in plan and ship_main in plan and f"{lite} --ship" in plan
+    assert plan.index(ship_main) > max(plan.index(line) for line in plan if "--run-dir runs/full/" in line
+                                       and "--ship" not in line)
+
+
+def test_gpu_members_are_the_cpu_profiles_network():
+    import json
+
+    from fer import config
+
+    member_hp = json.loads((PROJECT_DIR / "params" / "full-member-hp.json").read_text())
+    assert member_hp == config.load_profile("cpu")["train"]["hp"]
