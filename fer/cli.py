@@ -13,6 +13,11 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Take GPU memory as it is needed rather than up front (TensorFlow takes nearly all of it, JAX
+# 75 %), so that several commands can share one GPU, e.g. `make -j4 ensemble-full`. Set here,
+# before TensorFlow or JAX starts, and only for the CLI's own process; a value already set wins.
+os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 
 class CLIError(RuntimeError):
