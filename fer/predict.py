@@ -129,7 +129,9 @@ class Classifier:
     def backend(self) -> str:
         return getattr(self.runtime, "name", "keras") if self.runtime is not None else "keras"
 
-    def _forward(self, batch: np.ndarray) -> np.ndarray:
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities of float ``(N, crop, crop)`` views already cut to this model's input
+        (0-255; no TTA), e.g. the augmented batches a distilled student trains on."""
         if self.runtime is not None:
             return self.runtime(batch[..., None].astype(np.float32))
         if self._fn is None:  # chosen once: a traced function (~10x less per-call overhead than
@@ -152,7 +154,7 @@ class Classifier:
             return np.zeros((0, NUM_CLASSES), dtype=np.float32)
         views = tta_views(faces, self.crop, tta)
         flat = views.reshape(-1, self.crop, self.crop)
-        out = np.concatenate([self._forward(flat[i : i + batch_size]) for i in range(0, len(flat), batch_size)])
+        out = np.concatenate([self.forward(flat[i : i + batch_size]) for i in range(0, len(flat), batch_size)])
         return out.reshape(len(views), len(faces), NUM_CLASSES).mean(axis=0).astype(np.float32)
 
     def predict(self, faces, tta: str | None = None) -> np.ndarray:

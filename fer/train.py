@@ -61,6 +61,10 @@ class TrainConfig:
     teacher: str | None = None
     distill: float = 0.0  # weight of the teacher's probabilities in the targets (1 - it: the label)
     distill_temperature: float = 1.0  # > 1 softens the teacher's probabilities
+    # False: the teacher labels each clean face once, before training (one inference pass);
+    # True: it labels every augmented, mixed-up batch as the student sees it (the host pipeline)
+    distill_online: bool = False
+    init: str | None = None  # a trained model (.keras) of the same network to start from (fine-tuning)
 
     def __post_init__(self):
         # checked here, not when the targets are made: a distill weight without a teacher (or the
@@ -71,6 +75,10 @@ class TrainConfig:
             )
         if self.distill_temperature <= 0:
             raise ValueError(f"distill_temperature must be > 0, not {self.distill_temperature}")
+        if self.distill_online and not self.teacher:
+            raise ValueError("distill_online needs a teacher model (teacher=..., distill > 0)")
+        if self.distill_online and self.pipeline == "tf.data":
+            raise ValueError("distill_online labels the batches in the host pipeline; use pipeline host or auto, not tf.data")
         if self.pipeline not in ("auto", "tf.data", "host"):
             raise ValueError(f"pipeline must be auto, tf.data or host, not {self.pipeline!r}")
 
@@ -299,14 +307,20 @@ class HostBatches(keras.utils.PyDataset):
     One worker by default, i.e. batches made in the training loop's thread: Keras' thread
     enqueuer made fewer batches, not more (415/s with one worker, 184/s with two, 160/s with
     three on idle cores: ``benchmarks/host_pipeline.py``); the loop is held by Python's GIL.
+
+    With a ``teacher`` (a :class:`fer.predict.Classifier`; ``distill_online``) each finished
+    batch is labelled by it too, view by view, and the targets become :func:`blend_targets` of
+    the (mixed) labels and its probabilities: the teacher and the student see the same crop,
+    flip, rotation, erasing and mixture ("consistent teaching", Beyer et al. 2022, *Knowledge
+    distillation: a good teacher is patient and consistent*).
     """
 
     def __init__(self, x: np.ndarray, targets: np.ndarray, cfg: TrainConfig, crop: int,
-                 workers: int | None = None):
+                 workers: int | None = None, teacher=None):
         super().__init__(workers=workers or 1, max_queue_size=16)
         if x.ndim != 3 or x.shape[1:] != (48, 48):
             raise ValueError(f"HostBatches needs (N, 48, 48) faces, not {x.shape}")
-        self.x, self.cfg, self.crop = x, cfg, crop
+        self.x, self.cfg, self.crop, self.teacher = x, cfg, crop, teacher
         self.y = targets.astype("float32") if targets.ndim == 2 else np.eye(NUM_CLASSES, dtype="float32")[targets]
         self.set_epoch(0)
 
@@ -323,6 +337,9 @@ class HostBatches(keras.utils.PyDataset):
             partner = rng.permutation(len(idx))
             images = w[:, None, None, None] * images + (1 - w[:, None, None, None]) * images[partner]
             labels = w[:, None] * labels + (1 - w[:, None]) * labels[partner]
+        if self.teacher is not None:  # what the teacher makes of exactly this view (and mixture)
+            probs = self.teacher.forward(fit_crop(images[..., 0], self.teacher.crop))
+            labels = blend_targets(labels, probs, self.cfg)
         return images, labels  # fit(class_weight=...) weighs them (by each soft label's argmax)
 
     def set_epoch(self, epoch: int) -> None:
@@ -355,12 +372,28 @@ def soft_targets(x: np.ndarray, y: np.ndarray, cfg: TrainConfig) -> np.ndarray:
     """
     from fer.predict import load_classifier
 
-    probs = load_classifier(cfg.teacher).predict_proba(x, tta="flip").astype("float64")
+    probs = load_classifier(cfg.teacher).predict_proba(x, tta="flip")
+    return blend_targets(np.eye(NUM_CLASSES)[y], probs, cfg)
+
+
+def blend_targets(labels: np.ndarray, probs: np.ndarray, cfg: TrainConfig) -> np.ndarray:
+    """``(1 - distill)`` × ``labels`` (one-hot or mixed) + ``distill`` × the teacher's
+    ``probs`` softened by ``distill_temperature`` T (as ``softmax(logits / T)`` would)."""
+    probs = probs.astype("float64")
     if cfg.distill_temperature != 1:
         probs = np.exp(np.log(np.clip(probs, 1e-12, 1.0)) / cfg.distill_temperature)
         probs /= probs.sum(axis=1, keepdims=True)
-    onehot = np.eye(NUM_CLASSES)[y]
-    return ((1 - cfg.distill) * onehot + cfg.distill * probs).astype("float32")
+    return ((1 - cfg.distill) * labels + cfg.distill * probs).astype("float32")
+
+
+def fit_crop(images: np.ndarray, crop: int) -> np.ndarray:
+    """``(N, S, S)`` views brought to ``crop``×``crop`` for a model of another input size:
+    centre-cropped when larger, padded by reflection when smaller."""
+    size = images.shape[1]
+    if size >= crop:
+        return center_crop(images, crop)
+    before = (crop - size) // 2
+    return np.pad(images, ((0, 0), (before, crop - size - before), (before, crop - size - before)), mode="reflect")
 
 
 def class_weights(y: np.ndarray, mode: str) -> dict[int, float] | None:
@@ -459,8 +492,9 @@ def fit(
     if cfg.max_train and len(x) > cfg.max_train:
         idx = np.random.default_rng(cfg.seed).permutation(len(x))[: cfg.max_train]
         x, y = x[idx], y[idx]
-    targets = soft_targets(x, y, cfg) if cfg.teacher else y  # the teacher runs in float32
-    pipeline = resolve_pipeline(cfg.pipeline)
+    online = cfg.teacher if cfg.distill_online else None
+    targets = soft_targets(x, y, cfg) if cfg.teacher and not online else y  # the teacher runs in float32
+    pipeline = "host" if online else resolve_pipeline(cfg.pipeline)
     keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic and backend() == "tensorflow":
         import tensorflow as tf
@@ -469,6 +503,8 @@ def fit(
     policy = set_precision(cfg.precision)
     with device_scope():
         model = models.build(cfg.arch, cfg.hp)
+        if cfg.init:
+            load_weights_from(model, cfg.init)
         crop = int(model.input_shape[1])
         steps = math.ceil(len(x) / cfg.batch_size)
         compile_model(model, cfg, steps)
@@ -477,7 +513,11 @@ def fit(
         train_ds = make_dataset(x, targets, cfg, crop, training=True)
         val_ds = make_dataset(*val, cfg, crop, training=False) if val is not None else None
     else:
-        train_ds = HostBatches(x, targets, cfg, crop)
+        if online:
+            from fer.predict import load_classifier
+
+            online = load_classifier(cfg.teacher)
+        train_ds = HostBatches(x, targets, cfg, crop, teacher=online)
         val_ds = (center_crop(val[0], crop)[..., None].astype("float32"),
                   keras.utils.to_categorical(val[1], NUM_CLASSES)) if val is not None else None
         cbs.append(keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: train_ds.set_epoch(epoch)))
@@ -524,6 +564,19 @@ def fit(
     history["pipeline"] = pipeline
     history["train_images"] = int(len(x))
     return model, history
+
+
+def load_weights_from(model, path: str | os.PathLike) -> None:
+    """Set ``model``'s weights to those of the trained model in ``path`` (a ``.keras`` file of
+    the same network: same architecture and hyperparameters), to fine-tune it."""
+    source = keras.saving.load_model(path, compile=False)
+    want = [tuple(w.shape) for w in model.weights]
+    have = [tuple(w.shape) for w in source.weights]
+    if want != have:
+        raise ValueError(f"{path} holds another network ({len(have)} weights, {source.count_params():,} parameters) than "
+                         f"the one to train ({len(want)} weights, {model.count_params():,} parameters); "
+                         "give the architecture and hyperparameters it was trained with")
+    model.set_weights([np.asarray(w) for w in source.get_weights()])
 
 
 def read_log(path: Path) -> dict[str, list[float]]:
@@ -675,15 +728,17 @@ def run(
     card["metrics"] = {"validation": evaluate_model(float32_copy(model), *val_xy), "precision": "float32"}
     card["weights_dtype"] = "float16" if float16_weights else "float32"
     if cfg.teacher:
-        card["teacher"] = _teacher_entry(cfg.teacher)
+        card["teacher"] = _model_entry(cfg.teacher)
+    if cfg.init:
+        card["init"] = _model_entry(cfg.init)
     model.save(run_dir / "model.keras")
     (run_dir / "card.json").write_text(json.dumps(card, indent=2, default=list))
     card["model"] = model
     return card
 
 
-def _teacher_entry(path: str) -> dict[str, Any]:
-    """What a distilled model's card says of its teacher: file, checksum, size, accuracy."""
+def _model_entry(path: str) -> dict[str, Any]:
+    """What a card says of the teacher or starting point of a run: file, checksum, size, accuracy."""
     from fer.evaluate import model_card, short_path
     from fer.predict import sha256
 

@@ -432,6 +432,57 @@ def test_distillation_targets_mix_label_and_teacher_and_train(splits, tmp_path):
     assert student["config"]["teacher"] == path
 
 
+def test_online_distillation_labels_each_augmented_batch_as_the_student_sees_it(splits, tmp_path):
+    profile = {"profile": "t", "data_source": "synthetic", "seed": 0,
+               "train": {"arch": "resnet", "epochs": 1, "batch_size": 16, "warmup_epochs": 0, "precision": "float32",
+                         "hp": {"crop": 40, "stem_width": 8, "widths": [8, 16], "blocks": [1, 1]}}}
+    train.run(profile, splits, run_dir=tmp_path / "teacher", verbose=0)
+    path = str(tmp_path / "teacher" / "model.keras")
+    teacher = Classifier(keras.saving.load_model(path))
+    x, y = data.training_splits(data.clean(splits), seed=0)[0]
+    cfg = tiny_config(teacher=path, distill=0.75, distill_online=True, mixup=0.4, distill_temperature=2.0)
+    online = train.HostBatches(x, y, cfg, 44, teacher=teacher)[0]
+    images, plain = train.HostBatches(x, y, tiny_config(mixup=0.4), 44)[0]  # the same draws, labels only
+    np.testing.assert_array_equal(online[0], images)
+    probs = teacher.forward(images[..., 2:42, 2:42, 0])  # the teacher's 40-px centre of the 44-px view
+    soft = probs ** 0.5 / (probs ** 0.5).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(online[1], 0.25 * plain + 0.75 * soft, atol=1e-5)
+    assert not np.allclose(online[1], plain, atol=0.05)
+    # a student of another input size: a smaller view is padded by reflection to the teacher's
+    small = np.arange(2 * 36 * 36, dtype="float32").reshape(2, 36, 36)
+    padded = train.fit_crop(small, 40)
+    assert padded.shape == (2, 40, 40) and np.array_equal(padded[:, 2:38, 2:38], small)
+    assert np.array_equal(padded[:, 1, 2:38], small[:, 1]) and train.fit_crop(padded, 36).tolist() == small.tolist()
+    # through run(): the host pipeline is chosen, the card names the teacher
+    student = train.run(profile, splits, hp={"teacher": path, "distill": 0.75, "distill_online": True},
+                        run_dir=tmp_path / "student", verbose=0)
+    assert student["pipeline"] == "host" and student["teacher"]["sha256"] == teacher_sha(path)
+
+
+def test_a_run_can_start_from_a_trained_model_of_the_same_network(splits, tmp_path):
+    profile = {"profile": "t", "data_source": "synthetic", "seed": 0,
+               "train": {"arch": "resnet", "epochs": 1, "batch_size": 16, "warmup_epochs": 0, "precision": "float32",
+                         "hp": {"crop": 40, "stem_width": 8, "widths": [8, 16], "blocks": [1, 1]}}}
+    first = train.run(profile, splits, run_dir=tmp_path / "first", verbose=0)
+    path = str(tmp_path / "first" / "model.keras")
+    fresh = models.build("resnet", profile["train"]["hp"])
+    train.load_weights_from(fresh, path)
+    for a, b in zip(fresh.get_weights(), first["model"].get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    tuned = train.run(profile, splits, hp={"init": path, "lr": 1e-9}, run_dir=tmp_path / "tuned", verbose=0)
+    assert tuned["init"]["sha256"] == teacher_sha(path) and tuned["config"]["init"] == path
+    # it started there: at lr 1e-9 the learned weights hardly moved (BatchNorm's statistics did)
+    for a, b in zip(tuned["model"].trainable_weights, first["model"].trainable_weights, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+    scratch = train.run(profile, splits, hp={"lr": 1e-9, "seed": 1}, run_dir=tmp_path / "scratch", verbose=0)
+    assert not np.allclose(scratch["model"].trainable_weights[0], first["model"].trainable_weights[0], atol=1e-3)
+    # another network is refused before anything is written
+    wider = {**profile["train"]["hp"], "widths": [8, 24]}
+    with pytest.raises(ValueError, match="holds another network"):
+        train.run(profile, splits, hp={**wider, "init": path}, run_dir=tmp_path / "bad", verbose=0)
+    assert not (tmp_path / "bad").exists()
+
+
 def teacher_sha(path):
     from fer.predict import sha256
 
@@ -442,7 +493,9 @@ def teacher_sha(path):
     "options, message",
     [({"teacher": "t.keras"}, "distillation needs"), ({"distill": 0.5}, "distillation needs"),
      ({"teacher": "t.keras", "distill": 1.5}, "distillation needs"),
-     ({"teacher": "t.keras", "distill": 0.5, "distill_temperature": 0}, "distill_temperature")],
+     ({"teacher": "t.keras", "distill": 0.5, "distill_temperature": 0}, "distill_temperature"),
+     ({"distill_online": True}, "distill_online needs a teacher"),
+     ({"teacher": "t.keras", "distill": 0.5, "distill_online": True, "pipeline": "tf.data"}, "host pipeline")],
 )
 def test_inconsistent_distillation_options_are_refused_before_training(options, message, splits, tmp_path):
     with pytest.raises(ValueError, match=message):
@@ -459,7 +512,7 @@ def test_runs_from_before_a_new_training_option_are_still_reused(splits, tmp_pat
                          "hp": {"crop": 40, "stem_width": 8, "widths": [8, 16], "blocks": [1, 1]}}}
     train.run(profile, splits, run_dir=tmp_path, verbose=0)
     card = json.loads((tmp_path / "card.json").read_text())
-    for key in ("teacher", "distill", "distill_temperature"):  # options added after such a run
+    for key in ("teacher", "distill", "distill_temperature", "distill_online", "init"):  # options added later
         del card["config"][key]
     (tmp_path / "card.json").write_text(json.dumps(card))
     train.run(profile, splits, run_dir=tmp_path, verbose=0)
