@@ -492,7 +492,7 @@ def fit(
     if cfg.max_train and len(x) > cfg.max_train:
         idx = np.random.default_rng(cfg.seed).permutation(len(x))[: cfg.max_train]
         x, y = x[idx], y[idx]
-    online = cfg.teacher if cfg.distill_online else None
+    online = bool(cfg.teacher and cfg.distill_online)  # the teacher labels each batch, not each face
     targets = soft_targets(x, y, cfg) if cfg.teacher and not online else y  # the teacher runs in float32
     pipeline = "host" if online else resolve_pipeline(cfg.pipeline)
     keras.utils.set_random_seed(cfg.seed)
@@ -513,11 +513,10 @@ def fit(
         train_ds = make_dataset(x, targets, cfg, crop, training=True)
         val_ds = make_dataset(*val, cfg, crop, training=False) if val is not None else None
     else:
-        if online:
-            from fer.predict import load_classifier
+        from fer.predict import load_classifier
 
-            online = load_classifier(cfg.teacher)
-        train_ds = HostBatches(x, targets, cfg, crop, teacher=online)
+        teacher = load_classifier(cfg.teacher) if online else None
+        train_ds = HostBatches(x, targets, cfg, crop, teacher=teacher)
         val_ds = (center_crop(val[0], crop)[..., None].astype("float32"),
                   keras.utils.to_categorical(val[1], NUM_CLASSES)) if val is not None else None
         cbs.append(keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: train_ds.set_epoch(epoch)))
@@ -569,7 +568,10 @@ def fit(
 def load_weights_from(model, path: str | os.PathLike) -> None:
     """Set ``model``'s weights to those of the trained model in ``path`` (a ``.keras`` file of
     the same network: same architecture and hyperparameters), to fine-tune it."""
-    source = keras.saving.load_model(path, compile=False)
+    try:
+        source = keras.saving.load_model(path, compile=False)
+    except Exception as err:  # missing, truncated, or not a Keras file: say which option was wrong
+        raise ValueError(f"init {path}: could not be loaded as a Keras model ({err})") from err
     want = [tuple(w.shape) for w in model.weights]
     have = [tuple(w.shape) for w in source.weights]
     if want != have:

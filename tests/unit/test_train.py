@@ -480,6 +480,10 @@ def test_a_run_can_start_from_a_trained_model_of_the_same_network(splits, tmp_pa
     wider = {**profile["train"]["hp"], "widths": [8, 24]}
     with pytest.raises(ValueError, match="holds another network"):
         train.run(profile, splits, hp={**wider, "init": path}, run_dir=tmp_path / "bad", verbose=0)
+    (tmp_path / "broken.keras").write_bytes(b"not a zip")
+    for missing in (tmp_path / "nowhere.keras", tmp_path / "broken.keras"):
+        with pytest.raises(ValueError, match="could not be loaded as a Keras model"):
+            train.run(profile, splits, hp={"init": str(missing)}, run_dir=tmp_path / "bad", verbose=0)
     assert not (tmp_path / "bad").exists()
 
 
