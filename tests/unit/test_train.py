@@ -18,6 +18,13 @@ def splits():
     return data.synthetic(n_train=24, n_test=6, seed=1)
 
 
+def tiny_profile():
+    """A params profile whose main block trains a tiny ResNet for one float32 epoch (a new dict)."""
+    return {"profile": "t", "data_source": "synthetic", "seed": 0,
+            "train": {"arch": "resnet", "epochs": 1, "batch_size": 16, "warmup_epochs": 0, "precision": "float32",
+                      "hp": {"crop": 40, "stem_width": 8, "widths": [8, 16], "blocks": [1, 1]}}}
+
+
 def tiny_config(**kw):
     base = dict(arch="resnet", hp=TINY, epochs=1, batch_size=32, lr=3e-3, warmup_epochs=0, precision="float32")
     return train.TrainConfig(**{**base, **kw})
@@ -173,9 +180,7 @@ def test_host_pipeline_fits_under_tensorflow_too(splits, tmp_path, monkeypatch):
 
 
 def test_a_run_with_float16_weights_ships_half_size_and_computes_what_its_card_says(splits, tmp_path):
-    profile = {"profile": "t", "data_source": "synthetic", "seed": 0,
-               "train": {"arch": "resnet", "epochs": 1, "batch_size": 16, "warmup_epochs": 0, "precision": "float32",
-                         "hp": {"crop": 40, "stem_width": 8, "widths": [8, 16], "blocks": [1, 1]}}}
+    profile = tiny_profile()
     card = train.run(profile, splits, run_dir=tmp_path / "run", verbose=0, float16_weights=True)
     assert card["weights_dtype"] == "float16"
     for w in card["model"].get_weights():
@@ -296,9 +301,7 @@ def test_classifier_sees_what_validation_saw(splits):
 
 
 def test_finished_run_is_reused_only_with_the_same_configuration_and_data(splits, tmp_path, capsys):
-    profile = {"profile": "t", "data_source": "synthetic", "seed": 0,
-               "train": {"arch": "resnet", "epochs": 1, "batch_size": 16, "warmup_epochs": 0, "precision": "float32",
-                         "hp": {"crop": 40, "stem_width": 8, "widths": [8, 16], "blocks": [1, 1]}}}
+    profile = tiny_profile()
     first = train.run(profile, splits, run_dir=tmp_path, verbose=0)
     again = train.run(profile, splits, run_dir=tmp_path, verbose=0)
     assert "reusing the finished run" in capsys.readouterr().out
@@ -372,9 +375,7 @@ def test_ensemble_run_combines_finished_runs_and_refuses_other_data(splits, tmp_
     from fer import cli
     from fer.predict import load_classifier
 
-    profile = {"profile": "t", "data_source": "synthetic", "seed": 0,
-               "train": {"arch": "resnet", "epochs": 1, "batch_size": 16, "warmup_epochs": 0, "precision": "float32",
-                         "hp": {"crop": 40, "stem_width": 8, "widths": [8, 16], "blocks": [1, 1]}}}
+    profile = tiny_profile()
     cards = [train.run({**profile, "seed": s}, splits, run_dir=tmp_path / f"s{s}", verbose=0) for s in (0, 1)]
     card = train.ensemble_run(profile, splits, [tmp_path / "s0", tmp_path / "s1"], run_dir=tmp_path / "ens")
     assert card["arch"] == "ensemble" and card["name"] == "main"
@@ -410,9 +411,7 @@ def test_ensemble_run_combines_finished_runs_and_refuses_other_data(splits, tmp_
 
 
 def test_distillation_targets_mix_label_and_teacher_and_train(splits, tmp_path):
-    profile = {"profile": "t", "data_source": "synthetic", "seed": 0,
-               "train": {"arch": "resnet", "epochs": 1, "batch_size": 16, "warmup_epochs": 0, "precision": "float32",
-                         "hp": {"crop": 40, "stem_width": 8, "widths": [8, 16], "blocks": [1, 1]}}}
+    profile = tiny_profile()
     teacher = train.run(profile, splits, run_dir=tmp_path / "teacher", verbose=0)
     path = str(tmp_path / "teacher" / "model.keras")
     x, y = data.training_splits(data.clean(splits), seed=0)[0]
@@ -433,9 +432,7 @@ def test_distillation_targets_mix_label_and_teacher_and_train(splits, tmp_path):
 
 
 def test_online_distillation_labels_each_augmented_batch_as_the_student_sees_it(splits, tmp_path):
-    profile = {"profile": "t", "data_source": "synthetic", "seed": 0,
-               "train": {"arch": "resnet", "epochs": 1, "batch_size": 16, "warmup_epochs": 0, "precision": "float32",
-                         "hp": {"crop": 40, "stem_width": 8, "widths": [8, 16], "blocks": [1, 1]}}}
+    profile = tiny_profile()
     train.run(profile, splits, run_dir=tmp_path / "teacher", verbose=0)
     path = str(tmp_path / "teacher" / "model.keras")
     teacher = Classifier(keras.saving.load_model(path))
@@ -460,9 +457,7 @@ def test_online_distillation_labels_each_augmented_batch_as_the_student_sees_it(
 
 
 def test_a_run_can_start_from_a_trained_model_of_the_same_network(splits, tmp_path):
-    profile = {"profile": "t", "data_source": "synthetic", "seed": 0,
-               "train": {"arch": "resnet", "epochs": 1, "batch_size": 16, "warmup_epochs": 0, "precision": "float32",
-                         "hp": {"crop": 40, "stem_width": 8, "widths": [8, 16], "blocks": [1, 1]}}}
+    profile = tiny_profile()
     first = train.run(profile, splits, run_dir=tmp_path / "first", verbose=0)
     path = str(tmp_path / "first" / "model.keras")
     fresh = models.build("resnet", profile["train"]["hp"])
@@ -511,9 +506,7 @@ def test_inconsistent_distillation_options_are_refused_before_training(options, 
 
 
 def test_runs_from_before_a_new_training_option_are_still_reused(splits, tmp_path, capsys):
-    profile = {"profile": "t", "data_source": "synthetic", "seed": 0,
-               "train": {"arch": "resnet", "epochs": 1, "batch_size": 16, "warmup_epochs": 0, "precision": "float32",
-                         "hp": {"crop": 40, "stem_width": 8, "widths": [8, 16], "blocks": [1, 1]}}}
+    profile = tiny_profile()
     train.run(profile, splits, run_dir=tmp_path, verbose=0)
     card = json.loads((tmp_path / "card.json").read_text())
     for key in ("teacher", "distill", "distill_temperature", "distill_online", "init"):  # options added later
