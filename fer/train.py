@@ -108,6 +108,13 @@ def backend() -> str:
     return keras.backend.backend()
 
 
+def teacher_backend() -> str:
+    """How an online teacher runs (``fer.load_classifier``'s ``backend``): LiteRT, the fastest on
+    a CPU, needs TensorFlow to convert the model; with a GPU, or under JAX or PyTorch, the teacher
+    runs in Keras on the student's device."""
+    return "auto" if backend() == "tensorflow" and not accelerators() else "keras"
+
+
 def accelerators() -> list[str]:
     """Names of the GPUs the Keras backend sees (empty on a CPU-only machine)."""
     name = backend()
@@ -515,7 +522,7 @@ def fit(
     else:
         from fer.predict import load_classifier
 
-        teacher = load_classifier(cfg.teacher) if online else None
+        teacher = load_classifier(cfg.teacher, backend=teacher_backend()) if online else None
         train_ds = HostBatches(x, targets, cfg, crop, teacher=teacher)
         val_ds = (center_crop(val[0], crop)[..., None].astype("float32"),
                   keras.utils.to_categorical(val[1], NUM_CLASSES)) if val is not None else None

@@ -456,6 +456,16 @@ def test_online_distillation_labels_each_augmented_batch_as_the_student_sees_it(
     assert student["pipeline"] == "host" and student["teacher"]["sha256"] == teacher_sha(path)
 
 
+def test_the_online_teacher_runs_in_keras_where_litert_is_not_the_fast_path(monkeypatch):
+    monkeypatch.setattr(train, "accelerators", lambda: [])
+    assert train.teacher_backend() == "auto"  # TensorFlow on a CPU: a LiteRT copy
+    monkeypatch.setattr(train, "accelerators", lambda: ["NVIDIA H200"])
+    assert train.teacher_backend() == "keras"  # beside the student on the GPU
+    monkeypatch.setattr(train, "accelerators", lambda: [])
+    monkeypatch.setattr(train, "backend", lambda: "jax")
+    assert train.teacher_backend() == "keras"  # no TensorFlow to convert with
+
+
 def test_a_run_can_start_from_a_trained_model_of_the_same_network(splits, tmp_path):
     profile = tiny_profile()
     first = train.run(profile, splits, run_dir=tmp_path / "first", verbose=0)
