@@ -63,10 +63,10 @@ def test_gpu_recipe_trains_three_members_and_the_lite_then_ships_both(tmp_path):
     plan = make("-n", "-B", "ensemble-full", CONDA_PREFIX=str(tmp_path)).splitlines()
     py = f"{tmp_path}/bin/python -m fer"
     for seed in (0, 1, 2):
-        assert (f"{py} train --profile full --hp params/full-member-hp.json --seed {seed} "
-                f"--run-dir runs/full/member-s{seed}") in plan
+        assert (f"{py} train --profile full --hp params/full-member-hp.json --epochs 200 --seed {seed} "
+                f"--run-dir runs/full/member200-s{seed}") in plan
     lite = f"{py} train --profile full --model lite --hp params/cpu-lite-hp.json --run-dir runs/full/lite"
-    ship_main = (f"{py} ensemble runs/full/member-s0 runs/full/member-s1 runs/full/member-s2 "
+    ship_main = (f"{py} ensemble runs/full/member200-s0 runs/full/member200-s1 runs/full/member200-s2 "
                  "--profile full --float16-weights --ship")
     assert lite in plan and ship_main in plan and f"{lite} --ship" in plan
     assert plan.index(ship_main) > max(plan.index(line) for line in plan if "--run-dir runs/full/" in line
