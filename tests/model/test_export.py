@@ -30,10 +30,15 @@ def check_faces():
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory, keras_clf):
+def calibration():
+    """int8 calibration faces and where they came from (FER2013, the sample CSV or generated)."""
+    return export.representative_faces(100)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, keras_clf, calibration):
     out = tmp_path_factory.mktemp("exported")
-    rep, _ = export.representative_faces(100)
-    return export.export(keras_clf.path, out, list(export.FORMATS), representative=rep)
+    return export.export(keras_clf.path, out, list(export.FORMATS), representative=calibration[0])
 
 
 def test_every_format_has_its_own_card(exported):
@@ -53,7 +58,7 @@ def test_float_exports_agree_with_keras(exported, keras_clf, check_faces, fmt):
     assert r["max_abs_diff"] < (1e-4 if fmt == "onnx" else 0.01), r
 
 
-def test_int8_export_only_disagrees_on_near_ties(exported, keras_clf, check_faces):
+def test_int8_export_only_disagrees_on_near_ties(exported, keras_clf, check_faces, calibration):
     clf = fer.load_classifier(exported["tflite-int8"])
     r = export.parity(keras_clf, clf, check_faces)
     print(f"int8: {r}")
@@ -67,7 +72,7 @@ def test_int8_export_only_disagrees_on_near_ties(exported, keras_clf, check_face
     assert r["max_abs_diff"] < 0.15, r
     # Without FER2013 the model is calibrated and checked on generated faces, where it scores
     # near-ties everywhere: 90 of 98 agreed with the 200-epoch ensemble (its flips pass the gap check)
-    if not export.representative_faces(1)[1].startswith("generated"):
+    if not calibration[1].startswith("generated"):
         assert r["top1_agreement"] >= 0.92, r
     assert exported["tflite-int8"].stat().st_size < 0.6 * exported["onnx"].stat().st_size
 
