@@ -64,6 +64,10 @@ class TrainConfig:
     # False: the teacher labels each clean face once, before training (one inference pass);
     # True: it labels every augmented, mixed-up batch as the student sees it (the host pipeline)
     distill_online: bool = False
+    # where an online teacher runs: host (in the host pipeline, on each finished batch; LiteRT on a
+    # TensorFlow CPU) | step (inside the compiled train step, on the student's device: no host
+    # round trip per batch) | auto (host on a TensorFlow CPU, where LiteRT is the fastest; else step)
+    online_teacher: str = "auto"
     init: str | None = None  # a trained model (.keras) of the same network to start from (fine-tuning)
 
     def __post_init__(self):
@@ -77,8 +81,11 @@ class TrainConfig:
             raise ValueError(f"distill_temperature must be > 0, not {self.distill_temperature}")
         if self.distill_online and not self.teacher:
             raise ValueError("distill_online needs a teacher model (teacher=..., distill > 0)")
-        if self.distill_online and self.pipeline == "tf.data":
-            raise ValueError("distill_online labels the batches in the host pipeline; use pipeline host or auto, not tf.data")
+        if self.distill_online and self.pipeline == "tf.data" and self.online_teacher == "host":
+            raise ValueError("online_teacher host labels the batches in the host pipeline; use pipeline host or auto, "
+                             "or online_teacher step")
+        if self.online_teacher not in ("auto", "host", "step"):
+            raise ValueError(f"online_teacher must be auto, host or step, not {self.online_teacher!r}")
         if self.pipeline not in ("auto", "tf.data", "host"):
             raise ValueError(f"pipeline must be auto, tf.data or host, not {self.pipeline!r}")
 
@@ -106,6 +113,15 @@ def cpu_has_bf16() -> bool:
 def backend() -> str:
     """The Keras backend: ``tensorflow`` (this project's environment), ``jax`` or ``torch``."""
     return keras.backend.backend()
+
+
+def resolve_online_teacher(where: str = "auto") -> str:
+    """``host`` or ``step`` (``TrainConfig.online_teacher``): ``auto`` keeps the teacher in the
+    host pipeline only where it runs through LiteRT (TensorFlow on a CPU), and otherwise puts it
+    in the train step, where it runs on the student's device without a host round trip."""
+    if where == "auto":
+        return "host" if teacher_backend() != "keras" else "step"
+    return where
 
 
 def teacher_backend() -> str:
@@ -393,6 +409,49 @@ def blend_targets(labels: np.ndarray, probs: np.ndarray, cfg: TrainConfig) -> np
     return ((1 - cfg.distill) * labels + cfg.distill * probs).astype("float32")
 
 
+def teach_in_step(model, teacher, cfg: TrainConfig):
+    """Make ``model`` learn online from the Keras model ``teacher`` inside its own train step
+    (``online_teacher="step"``): each training batch's targets become :func:`blend_targets` of
+    its (mixed) labels and what ``teacher`` makes of exactly that batch, computed in the
+    compiled step on the student's device instead of on the host before the step (where, on
+    one GPU, each batch waited for a separate teacher call). Validation and metrics keep the
+    labels.
+
+    The teacher joins ``model.compute_loss`` (an attribute of this one model object), not the
+    model: ``model.save``, checkpoints and ``BackupAndRestore`` hold the student alone. Its
+    weights are frozen (no gradients; under JAX, constants of the compiled step). Returns
+    ``model``."""
+    from keras import ops
+
+    teacher.trainable = False
+    crop = int(teacher.input_shape[1])
+    plain = model.compute_loss
+
+    def compute_loss(x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if training:
+            probs = ops.cast(teacher(fit_crop_tensor(x, crop), training=False), "float32")
+            if cfg.distill_temperature != 1:  # softmax(log(p) / T) = p^(1/T), normalised
+                probs = ops.softmax(ops.log(ops.clip(probs, 1e-12, 1.0)) / cfg.distill_temperature, axis=-1)
+            y = (1 - cfg.distill) * ops.cast(y, "float32") + cfg.distill * ops.stop_gradient(probs)
+        return plain(x, y, y_pred, sample_weight, training=training)
+
+    model.compute_loss = compute_loss
+    return model
+
+
+def fit_crop_tensor(x, crop: int):
+    """:func:`fit_crop` for a backend tensor of ``(N, S, S, 1)`` views, inside a compiled step."""
+    from keras import ops
+
+    size = int(x.shape[1])
+    if size >= crop:
+        o = (size - crop) // 2
+        return x[:, o : o + crop, o : o + crop, :]
+    before = (crop - size) // 2
+    pad = (before, crop - size - before)
+    return ops.pad(x, ((0, 0), pad, pad, (0, 0)), mode="reflect")
+
+
 def fit_crop(images: np.ndarray, crop: int) -> np.ndarray:
     """``(N, S, S)`` views brought to ``crop``×``crop`` for a model of another input size:
     centre-cropped when larger, padded by reflection when smaller."""
@@ -501,7 +560,11 @@ def fit(
         x, y = x[idx], y[idx]
     online = bool(cfg.teacher and cfg.distill_online)  # the teacher labels each batch, not each face
     targets = soft_targets(x, y, cfg) if cfg.teacher and not online else y  # the teacher runs in float32
-    pipeline = "host" if online else resolve_pipeline(cfg.pipeline)
+    placement = resolve_online_teacher(cfg.online_teacher) if online else None
+    if placement == "host" and cfg.pipeline == "tf.data":
+        raise ValueError("the online teacher runs in the host pipeline here (TensorFlow on a CPU: LiteRT); "
+                         "use pipeline host or auto, or online_teacher step")
+    pipeline = "host" if placement == "host" else resolve_pipeline(cfg.pipeline)
     keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic and backend() == "tensorflow":
         import tensorflow as tf
@@ -515,6 +578,10 @@ def fit(
         crop = int(model.input_shape[1])
         steps = math.ceil(len(x) / cfg.batch_size)
         compile_model(model, cfg, steps)
+        if placement == "step":
+            from fer.predict import load_classifier
+
+            teach_in_step(model, load_classifier(cfg.teacher, backend="keras").model, cfg)
     cbs: list = []
     if pipeline == "tf.data":
         train_ds = make_dataset(x, targets, cfg, crop, training=True)
@@ -522,7 +589,7 @@ def fit(
     else:
         from fer.predict import load_classifier
 
-        teacher = load_classifier(cfg.teacher, backend=teacher_backend()) if online else None
+        teacher = load_classifier(cfg.teacher, backend=teacher_backend()) if placement == "host" else None
         train_ds = HostBatches(x, targets, cfg, crop, teacher=teacher)
         val_ds = (center_crop(val[0], crop)[..., None].astype("float32"),
                   keras.utils.to_categorical(val[1], NUM_CLASSES)) if val is not None else None
@@ -568,6 +635,8 @@ def fit(
         history.update({k: v for k, v in read_log(run_dir / "log.csv").items() if k != "epoch"})
     history["policy"] = policy
     history["pipeline"] = pipeline
+    if online:
+        history["online_teacher"] = placement
     history["train_images"] = int(len(x))
     return model, history
 
@@ -726,6 +795,7 @@ def run(
             "train_wall_s": round(history["wall_s"], 1),
             "precision": history["policy"],
             "pipeline": history["pipeline"],
+            **({"online_teacher": history["online_teacher"]} if "online_teacher" in history else {}),
             "hardware": hardware(),
             "data": _data_block(profile, splits, cleaned, fingerprint, history["train_images"], len(val_xy[0])),
             "history": {k: v for k, v in history.items() if isinstance(v, list)},

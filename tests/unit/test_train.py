@@ -466,6 +466,42 @@ def test_the_online_teacher_runs_in_keras_where_litert_is_not_the_fast_path(monk
     assert train.teacher_backend() == "keras"  # no TensorFlow to convert with
 
 
+def test_an_online_teacher_in_the_train_step_gives_the_host_pipelines_targets(splits, tmp_path, monkeypatch):
+    profile = tiny_profile()
+    train.run(profile, splits, run_dir=tmp_path / "teacher", verbose=0)
+    path = str(tmp_path / "teacher" / "model.keras")
+    teacher = Classifier(keras.saving.load_model(path))  # 40-px input
+    x, y = data.training_splits(data.clean(splits), seed=0)[0]
+    cfg = tiny_config(teacher=path, distill=0.75, distill_online=True, mixup=0.4, distill_temperature=2.0)
+    images, plain = train.HostBatches(x, y, tiny_config(mixup=0.4), 44)[0]  # a 44-px student's batch
+    hosted = train.HostBatches(x, y, cfg, 44, teacher=teacher)[0][1]  # the host pipeline's targets
+    student = models.build("resnet", {**profile["train"]["hp"], "crop": 44})
+    train.compile_model(student, cfg, 1)
+    y_pred = student(images, training=False)
+    expected = float(student.compute_loss(images, hosted, y_pred, training=True))
+    assert abs(float(student.compute_loss(images, plain, y_pred, training=True)) - expected) > 1e-3
+    train.teach_in_step(student, keras.saving.load_model(path), cfg)
+    assert float(student.compute_loss(images, plain, y_pred, training=True)) == pytest.approx(expected, rel=1e-5)
+    # outside training (validation) the loss is the labels' alone
+    assert float(student.compute_loss(images, plain, y_pred, training=False)) != pytest.approx(expected, rel=1e-3)
+    # the in-graph crop is the host one, both ways
+    views = np.arange(2 * 44 * 44, dtype="float32").reshape(2, 44, 44)
+    for crop in (40, 48):
+        np.testing.assert_array_equal(np.asarray(train.fit_crop_tensor(views[..., None], crop))[..., 0],
+                                      train.fit_crop(views, crop))
+    # through run(): auto puts it in the step wherever the teacher runs in Keras (a GPU, JAX),
+    # the step takes the default pipeline, and what is saved is the student alone
+    monkeypatch.setattr(train, "accelerators", lambda: ["a GPU"])
+    card = train.run(profile, splits, hp={"teacher": path, "distill": 0.75, "distill_online": True},
+                     run_dir=tmp_path / "student", verbose=0)
+    assert card["online_teacher"] == "step" and card["pipeline"] == "tf.data"
+    assert card["teacher"]["sha256"] == teacher_sha(path)
+    saved = keras.saving.load_model(tmp_path / "student" / "model.keras")
+    assert saved.count_params() == card["params"] == models.build("resnet", profile["train"]["hp"]).count_params()
+    monkeypatch.setattr(train, "accelerators", lambda: [])  # TensorFlow on a CPU: LiteRT in the host pipeline
+    assert train.resolve_online_teacher("auto") == "host" and train.resolve_online_teacher("step") == "step"
+
+
 def test_a_run_can_start_from_a_trained_model_of_the_same_network(splits, tmp_path):
     profile = tiny_profile()
     first = train.run(profile, splits, run_dir=tmp_path / "first", verbose=0)
@@ -504,7 +540,9 @@ def teacher_sha(path):
      ({"teacher": "t.keras", "distill": 1.5}, "distillation needs"),
      ({"teacher": "t.keras", "distill": 0.5, "distill_temperature": 0}, "distill_temperature"),
      ({"distill_online": True}, "distill_online needs a teacher"),
-     ({"teacher": "t.keras", "distill": 0.5, "distill_online": True, "pipeline": "tf.data"}, "host pipeline")],
+     ({"teacher": "t.keras", "distill": 0.5, "distill_online": True, "pipeline": "tf.data", "online_teacher": "host"},
+      "host pipeline"),
+     ({"teacher": "t.keras", "distill": 0.5, "distill_online": True, "online_teacher": "gpu"}, "online_teacher must")],
 )
 def test_inconsistent_distillation_options_are_refused_before_training(options, message, splits, tmp_path):
     with pytest.raises(ValueError, match=message):
@@ -519,7 +557,7 @@ def test_runs_from_before_a_new_training_option_are_still_reused(splits, tmp_pat
     profile = tiny_profile()
     train.run(profile, splits, run_dir=tmp_path, verbose=0)
     card = json.loads((tmp_path / "card.json").read_text())
-    for key in ("teacher", "distill", "distill_temperature", "distill_online", "init"):  # options added later
+    for key in ("teacher", "distill", "distill_temperature", "distill_online", "online_teacher", "init"):  # added later
         del card["config"][key]
     (tmp_path / "card.json").write_text(json.dumps(card))
     train.run(profile, splits, run_dir=tmp_path, verbose=0)

@@ -1,0 +1,71 @@
+"""Training speed of online distillation with the teacher in the host pipeline or in the train step.
+
+    KERAS_BACKEND=jax .venv/bin/python benchmarks/online_teacher.py [--teacher fer/weights/main.keras]
+        [--steps 24] [--repeats 3] [--batch 128]
+
+``TrainConfig.online_teacher``: ``host`` labels each finished batch in the host pipeline
+(``HostBatches`` calls ``Classifier.forward``, then the batch goes to the device), ``step`` runs
+the teacher inside the student's compiled train step (``fer.train.teach_in_step``). Both train
+the 92 k lite student (widths 44-88-176, the shipped lite's) on ``--steps`` batches of random
+0-255 faces per epoch, with the same host augmentation and MixUp; the two placements alternate,
+``--repeats`` rounds of three epochs each, and the first epoch of each run (compilation) is
+left out. Prints the median milliseconds per training step of each and their ratio.
+Any backend; under TensorFlow on a CPU the ``host`` teacher is a LiteRT copy, as in training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--teacher", default="fer/weights/main.keras")
+    parser.add_argument("--steps", type=int, default=24)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=128)
+    args = parser.parse_args()
+
+    import keras
+    import numpy as np
+
+    from fer import train
+
+    class Times(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seen.append(time.perf_counter() - self.start)
+
+    rng = np.random.default_rng(0)
+    n = args.steps * args.batch
+    x = rng.integers(0, 256, (n, 48, 48), dtype=np.uint8)
+    y = rng.integers(0, 7, n)
+    per_step: dict[str, list[float]] = {"host": [], "step": []}
+    for _ in range(args.repeats):
+        for where in per_step:
+            cfg = train.TrainConfig(arch="lite", hp={"widths": [44, 88, 176]}, epochs=3, batch_size=args.batch,
+                                    teacher=args.teacher, distill=0.8, distill_online=True, online_teacher=where,
+                                    pipeline="host", mixup=0.2)
+            timer = Times()
+            timer.seen = []
+            _, history = train.fit((x, y), None, cfg, callbacks=[timer], verbose=0)
+            assert history["online_teacher"] == where
+            per_step[where] += [s / args.steps * 1000 for s in timer.seen[1:]]
+    med = {k: statistics.median(v) for k, v in per_step.items()}
+    print(f"backend {keras.backend.backend()}, teacher {args.teacher}, batch {args.batch}, {args.steps} steps an epoch")
+    for where, ms in med.items():
+        print(f"  {where:5s} {ms:7.1f} ms/step  (epochs: {', '.join(f'{v:.0f}' for v in per_step[where])})")
+    print(f"  host / step = {med['host'] / med['step']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
