@@ -62,7 +62,7 @@ class TrainConfig:
     distill: float = 0.0  # weight of the teacher's probabilities in the targets (1 - it: the label)
     distill_temperature: float = 1.0  # > 1 softens the teacher's probabilities
     # False: the teacher labels each clean face once, before training (one inference pass);
-    # True: it labels every augmented, mixed-up batch as the student sees it (the host pipeline)
+    # True: it labels every augmented, mixed-up batch as the student sees it (online_teacher: where)
     distill_online: bool = False
     # where an online teacher runs: host (in the host pipeline, on each finished batch; LiteRT on a
     # TensorFlow CPU) | step (inside the compiled train step, on the student's device: no host
@@ -414,8 +414,8 @@ def teach_in_step(model, teacher, cfg: TrainConfig):
     (``online_teacher="step"``): each training batch's targets become :func:`blend_targets` of
     its (mixed) labels and what ``teacher`` makes of exactly that batch, computed in the
     compiled step on the student's device instead of on the host before the step (where, on
-    one GPU, each batch waited for a separate teacher call). Validation and metrics keep the
-    labels.
+    one GPU, each batch waited for a separate teacher call). Validation, metrics and class
+    weights keep the labels.
 
     The teacher joins ``model.compute_loss`` (an attribute of this one model object), not the
     model: ``model.save``, checkpoints and ``BackupAndRestore`` hold the student alone. Its
