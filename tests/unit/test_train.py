@@ -500,6 +500,10 @@ def test_an_online_teacher_in_the_train_step_gives_the_host_pipelines_targets(sp
     assert saved.count_params() == card["params"] == models.build("resnet", profile["train"]["hp"]).count_params()
     monkeypatch.setattr(train, "accelerators", lambda: [])  # TensorFlow on a CPU: LiteRT in the host pipeline
     assert train.resolve_online_teacher("auto") == "host" and train.resolve_online_teacher("step") == "step"
+    with pytest.raises(ValueError, match="host pipeline"):  # so auto with tf.data is refused here, before training
+        train.run(profile, splits, hp={"teacher": path, "distill": 0.75, "distill_online": True, "pipeline": "tf.data"},
+                  run_dir=tmp_path / "refused", verbose=0)
+    assert not (tmp_path / "refused").exists()
 
 
 def test_a_run_can_start_from_a_trained_model_of_the_same_network(splits, tmp_path):
