@@ -553,6 +553,7 @@ def fit(
     ``<run_dir>-<date>``, never resumed into or overwritten. ``fingerprint`` identifies the data.
     """
     from fer import models
+    from fer.predict import load_classifier
 
     x, y = train
     if cfg.max_train and len(x) > cfg.max_train:
@@ -579,16 +580,12 @@ def fit(
         steps = math.ceil(len(x) / cfg.batch_size)
         compile_model(model, cfg, steps)
         if placement == "step":
-            from fer.predict import load_classifier
-
             teach_in_step(model, load_classifier(cfg.teacher, backend="keras").model, cfg)
     cbs: list = []
     if pipeline == "tf.data":
         train_ds = make_dataset(x, targets, cfg, crop, training=True)
         val_ds = make_dataset(*val, cfg, crop, training=False) if val is not None else None
     else:
-        from fer.predict import load_classifier
-
         teacher = load_classifier(cfg.teacher, backend=teacher_backend()) if placement == "host" else None
         train_ds = HostBatches(x, targets, cfg, crop, teacher=teacher)
         val_ds = (center_crop(val[0], crop)[..., None].astype("float32"),
