@@ -1,13 +1,15 @@
 """Training speed of online distillation with the teacher in the host pipeline or in the train step.
 
     KERAS_BACKEND=jax .venv/bin/python benchmarks/online_teacher.py [--teacher fer/weights/main.keras]
-        [--steps 24] [--repeats 3] [--batch 128]
+        [--student lite|member] [--steps 24] [--repeats 3] [--batch 128]
 
 ``TrainConfig.online_teacher``: ``host`` labels each finished batch in the host pipeline
 (``HostBatches`` calls ``Classifier.forward``, then the batch goes to the device), ``step`` runs
 the teacher inside the student's compiled train step (``fer.train.teach_in_step``). Both train
-the 92 k lite student (widths 44-88-176, the shipped lite's) on ``--steps`` batches of random
-0-255 faces per epoch, with the same host augmentation and MixUp; the two placements alternate,
+the same student on ``--steps`` batches of random 0-255 faces per epoch, with the same host
+augmentation: ``lite``, the 92 k lite (widths 44-88-176, the shipped lite's) with MixUp 0.2, or
+``member``, the 1.6 M ResNet of the ensemble's members (the ``cpu`` profile's net, no MixUp as
+in its recipe). The two placements alternate,
 ``--repeats`` rounds of three epochs each, and the first epoch of each run (compilation) is
 left out. Prints the median milliseconds per training step of each and their ratio.
 Any backend; under TensorFlow on a CPU the ``host`` teacher is a LiteRT copy, as in training.
@@ -27,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", default="fer/weights/main.keras")
+    parser.add_argument("--student", choices=["lite", "member"], default="lite")
     parser.add_argument("--steps", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=128)
@@ -35,7 +38,7 @@ def main() -> int:
     import keras
     import numpy as np
 
-    from fer import train
+    from fer import config, train
 
     class Times(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -49,18 +52,23 @@ def main() -> int:
     x = rng.integers(0, 256, (n, 48, 48), dtype=np.uint8)
     y = rng.integers(0, 7, n)
     per_step: dict[str, list[float]] = {"host": [], "step": []}
+    if args.student == "lite":
+        student = {"arch": "lite", "hp": {"widths": [44, 88, 176]}, "mixup": 0.2}
+    else:  # the cpu profile's main net, as in params/cpu.yaml
+        net = config.load_profile("cpu")["train"]
+        student = {"arch": net["arch"], "hp": net["hp"], "mixup": 0.0}
     for _ in range(args.repeats):
         for where in per_step:
-            cfg = train.TrainConfig(arch="lite", hp={"widths": [44, 88, 176]}, epochs=3, batch_size=args.batch,
-                                    teacher=args.teacher, distill=0.8, distill_online=True, online_teacher=where,
-                                    pipeline="host", mixup=0.2)
+            cfg = train.TrainConfig(**student, epochs=3, batch_size=args.batch, teacher=args.teacher, distill=0.8,
+                                    distill_online=True, online_teacher=where, pipeline="host")
             timer = Times()
             timer.seen = []
             _, history = train.fit((x, y), None, cfg, callbacks=[timer], verbose=0)
             assert history["online_teacher"] == where
             per_step[where] += [s / args.steps * 1000 for s in timer.seen[1:]]
     med = {k: statistics.median(v) for k, v in per_step.items()}
-    print(f"backend {keras.backend.backend()}, teacher {args.teacher}, batch {args.batch}, {args.steps} steps an epoch")
+    print(f"backend {keras.backend.backend()}, student {args.student}, teacher {args.teacher}, batch {args.batch}, "
+          f"{args.steps} steps an epoch")
     for where, ms in med.items():
         print(f"  {where:5s} {ms:7.1f} ms/step  (epochs: {', '.join(f'{v:.0f}' for v in per_step[where])})")
     print(f"  host / step = {med['host'] / med['step']:.2f}")
