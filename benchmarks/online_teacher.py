@@ -18,6 +18,7 @@ Any backend; under TensorFlow on a CPU the ``host`` teacher is a LiteRT copy, as
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -52,8 +53,8 @@ def main() -> int:
     x = rng.integers(0, 256, (n, 48, 48), dtype=np.uint8)
     y = rng.integers(0, 7, n)
     per_step: dict[str, list[float]] = {"host": [], "step": []}
-    if args.student == "lite":
-        student = {"arch": "lite", "hp": {"widths": [44, 88, 176]}, "mixup": 0.2}
+    if args.student == "lite":  # the shipped lite's widths, as in params/cpu-lite-hp.json
+        student = {"arch": "lite", "hp": json.loads((config.PARAMS_DIR / "cpu-lite-hp.json").read_text()), "mixup": 0.2}
     else:  # the cpu profile's main net, as in params/cpu.yaml
         net = config.load_profile("cpu")["train"]
         student = {"arch": net["arch"], "hp": net["hp"], "mixup": 0.0}
