@@ -41,6 +41,10 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
     mixup: float = 0.0  # MixUp alpha; 0 disables
+    # momentum of an exponential moving average of the weights (e.g. 0.999, a horizon of ~1,000
+    # steps); 0 disables. The averaged weights replace the trained ones when fit ends; the
+    # validation numbers printed each epoch are the raw weights'.
+    ema: float = 0.0
     class_weight: str = "none"  # none | balanced | sqrt
     # augmentation strength
     flip: bool = True
@@ -77,6 +81,8 @@ class TrainConfig:
             raise ValueError(
                 f"distillation needs a teacher model and 0 < distill <= 1 (teacher={self.teacher!r}, distill={self.distill})"
             )
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema is a momentum in [0, 1) (0 disables it), not {self.ema}")
         if self.distill_temperature <= 0:
             raise ValueError(f"distill_temperature must be > 0, not {self.distill_temperature}")
         if self.distill_online and not self.teacher:
@@ -500,10 +506,13 @@ def compile_model(model, cfg: TrainConfig, steps_per_epoch: int):
     import keras
 
     lr = _lr_schedule(cfg, steps_per_epoch)
+    # Keras keeps the average in the optimizer (so BackupAndRestore saves it) and writes it into
+    # the model's trainable weights at the end of fit; BatchNorm statistics stay the raw ones'
+    ema = {"use_ema": True, "ema_momentum": cfg.ema} if cfg.ema else {}
     if cfg.optimizer == "adamw":
-        opt = keras.optimizers.AdamW(learning_rate=lr, weight_decay=cfg.weight_decay)
+        opt = keras.optimizers.AdamW(learning_rate=lr, weight_decay=cfg.weight_decay, **ema)
     elif cfg.optimizer == "sgd":
-        opt = keras.optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+        opt = keras.optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay, **ema)
     else:
         raise ValueError(f"optimizer must be adamw or sgd, not {cfg.optimizer!r}")
     model.compile(

@@ -277,6 +277,32 @@ def test_seeded_runs_are_repeatable(splits):
         np.testing.assert_array_equal(a, b)
 
 
+class TrainableTrace(keras.callbacks.Callback):
+    """The model's trainable weights after every optimizer step."""
+
+    def on_train_begin(self, logs=None):
+        self.steps = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps.append([np.array(v) for v in self.model.trainable_weights])
+
+
+def test_ema_leaves_the_moving_average_of_the_weights_in_the_model(splits, tmp_path):
+    trace = TrainableTrace()
+    model, _ = train.fit(splits["train"], None, tiny_config(epochs=2, ema=0.5, max_train=64), run_dir=tmp_path,
+                         callbacks=[trace], verbose=0)
+    assert len(trace.steps) == 4  # 64 faces, batches of 32, 2 epochs
+    expected = trace.steps[0]  # Keras starts the average at the first step's weights
+    for step in trace.steps[1:]:
+        expected = [0.5 * a + 0.5 * w for a, w in zip(expected, step, strict=True)]
+    final = [np.array(v) for v in model.trainable_weights]
+    assert any(not np.allclose(f, w) for f, w in zip(final, trace.steps[-1], strict=True))  # not the raw weights
+    for f, e in zip(final, expected, strict=True):
+        np.testing.assert_allclose(f, e, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="ema is a momentum"):
+        tiny_config(ema=1.0)
+
+
 def test_tta_views_match_training_crop():
     faces = np.arange(2 * 48 * 48, dtype=np.uint8).reshape(2, 48, 48) % 251
     single = tta_views(faces, 44, None)
