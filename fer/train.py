@@ -664,14 +664,15 @@ def load_weights_from(model, path: str | os.PathLike) -> None:
 
 
 def read_log(path: Path) -> dict[str, list[float]]:
-    """``CSVLogger``'s file as columns of floats (empty when there is none)."""
+    """``CSVLogger``'s file as columns of floats (empty when there is none). CSVLogger writes
+    ``NA`` for the ``val_*`` columns of a run without validation data; they read as NaN."""
     import csv
 
     if not path.exists():
         return {}
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    return {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {})}
+    return {k: [math.nan if r[k] in ("NA", "") else float(r[k]) for r in rows] for k in (rows[0] if rows else {})}
 
 
 def _with_defaults(settings: dict) -> dict:

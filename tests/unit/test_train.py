@@ -303,6 +303,39 @@ def test_ema_leaves_the_moving_average_of_the_weights_in_the_model(splits, tmp_p
         tiny_config(ema=1.0)
 
 
+class EmaProbe(keras.callbacks.Callback):
+    """The optimizer's weight averages when training starts and after the first epoch, which
+    it then interrupts if asked to."""
+
+    def __init__(self, interrupt):
+        super().__init__()
+        self.interrupt = interrupt
+
+    def averages(self):  # Keras keeps them in a private list of the optimizer
+        return [np.array(v) for v in self.model.optimizer._model_variables_moving_average]
+
+    def on_train_begin(self, logs=None):  # after BackupAndRestore has restored a backup
+        self.begin = self.averages() if self.model.optimizer.built else None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            self.first = self.averages()
+            if self.interrupt:
+                raise KeyboardInterrupt
+
+
+def test_an_interrupted_ema_run_resumes_with_its_average(splits, tmp_path):
+    cfg = tiny_config(epochs=2, ema=0.9, max_train=64)
+    probe = EmaProbe(interrupt=True)
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(splits["train"], None, cfg, run_dir=tmp_path, callbacks=[probe], verbose=0)
+    resumed = EmaProbe(interrupt=False)
+    train.fit(splits["train"], None, cfg, run_dir=tmp_path, callbacks=[resumed], verbose=0)
+    assert resumed.begin is not None
+    for a, b in zip(resumed.begin, probe.first, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_tta_views_match_training_crop():
     faces = np.arange(2 * 48 * 48, dtype=np.uint8).reshape(2, 48, 48) % 251
     single = tta_views(faces, 44, None)
