@@ -620,7 +620,7 @@ def test_runs_from_before_a_new_training_option_are_still_reused(splits, tmp_pat
     profile = tiny_profile()
     train.run(profile, splits, run_dir=tmp_path, verbose=0)
     card = json.loads((tmp_path / "card.json").read_text())
-    for key in ("teacher", "distill", "distill_temperature", "distill_online", "online_teacher", "init"):  # added later
+    for key in ("teacher", "distill", "distill_temperature", "distill_online", "online_teacher", "init", "ema"):  # added later
         del card["config"][key]
     (tmp_path / "card.json").write_text(json.dumps(card))
     train.run(profile, splits, run_dir=tmp_path, verbose=0)
