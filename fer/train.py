@@ -617,7 +617,9 @@ def fit(
         (run_dir / "config.json").write_text(json.dumps(settings, indent=2))
         cbs += [
             EpochTimer(offset=sum(earlier.get("epoch_s", []))),  # before CSVLogger: adds epoch_s/elapsed_s
-            keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+            # double_checkpoint: the epoch before stays beside the latest backup, so a kill in
+            # the middle of writing it (a truncated file, seen on a GPU) resumes from there
+            keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
             keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
             keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor=monitor, mode="max", save_best_only=True),
         ]

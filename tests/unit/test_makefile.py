@@ -65,7 +65,8 @@ def test_gpu_recipe_trains_three_members_and_the_lite_then_ships_both(tmp_path):
     for seed in (0, 1, 2):
         assert (f"{py} train --profile full --hp params/full-member-hp.json --epochs 200 --seed {seed} "
                 f"--run-dir runs/full/member200-s{seed}") in plan
-    lite = f"{py} train --profile full --model lite --hp params/cpu-lite-hp.json --run-dir runs/full/lite"
+    lite = (f"{py} train --profile full --model lite --hp params/full-lite-distill-hp.json --seed 1 "
+            "--run-dir runs/full/lite-distill-s1")
     ship_main = (f"{py} ensemble runs/full/member200-s0 runs/full/member200-s1 runs/full/member200-s2 "
                  "--profile full --float16-weights --ship")
     assert lite in plan and ship_main in plan and f"{lite} --ship" in plan
@@ -80,3 +81,21 @@ def test_gpu_members_are_the_cpu_profiles_network():
 
     member_hp = json.loads((PROJECT_DIR / "params" / "full-member-hp.json").read_text())
     assert member_hp == config.load_profile("cpu")["train"]["hp"]
+
+
+def test_gpu_lite_recipe_is_the_shipped_lites():
+    """`make ensemble-full`'s lite line reproduces the shipped lite: its card's recipe is
+    params/full-lite-distill-hp.json on the cpu profile's lite network, seed 1, and its teacher was
+    the main model shipped beside it."""
+    import json
+
+    recipe = json.loads((PROJECT_DIR / "params" / "full-lite-distill-hp.json").read_text())
+    lite_widths = json.loads((PROJECT_DIR / "params" / "cpu-lite-hp.json").read_text())
+    card = json.loads((PROJECT_DIR / "fer" / "weights" / "lite.json").read_text())
+    main = json.loads((PROJECT_DIR / "fer" / "weights" / "main.json").read_text())
+    assert {k: recipe[k] for k in lite_widths} == lite_widths
+    assert card["config"]["hp"] == lite_widths
+    assert {k: card["config"][k] for k in recipe if k not in lite_widths} == {
+        k: v for k, v in recipe.items() if k not in lite_widths}
+    assert card["config"]["seed"] == 1 and card["data"]["profile"] == "full"
+    assert card["teacher"]["sha256"] == main["sha256"]

@@ -1,6 +1,7 @@
 """Training stack on generated data: shapes, budgets, a smoke fit, resume, determinism, TTA."""
 
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -241,6 +242,31 @@ def test_interrupted_fit_resumes_from_last_epoch(splits, tmp_path):
     assert len(history["loss"]) == 2 and len(history["epoch_s"]) == 2
     assert history["wall_s"] >= sum(history["epoch_s"]) > 0
     assert history["elapsed_s"][1] >= history["elapsed_s"][0]
+
+
+def test_a_run_killed_while_writing_its_backup_resumes_from_the_epoch_before(splits, tmp_path, monkeypatch):
+    """A kill in the middle of the backup's write (seen on a GPU: SIGTERM at an epoch's end left a
+    truncated latest.weights.h5) must not leave a run that cannot resume."""
+    real, calls = keras.Model.save_weights, []
+
+    def killed_on_second_save(self, filepath, *args, **kwargs):
+        calls.append(filepath)
+        real(self, filepath, *args, **kwargs)
+        if len(calls) == 2:  # epoch 1's backup: half-written, then the process dies
+            data = Path(filepath).read_bytes()
+            Path(filepath).write_bytes(data[: len(data) // 5])
+            raise KeyboardInterrupt
+
+    cfg = tiny_config(epochs=3)
+    monkeypatch.setattr(keras.Model, "save_weights", killed_on_second_save)
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(splits["train"], splits["public_test"], cfg, run_dir=tmp_path, verbose=0)
+    monkeypatch.setattr(keras.Model, "save_weights", real)
+    ran = EpochCounter()
+    train.fit(splits["train"], splits["public_test"], cfg, run_dir=tmp_path, verbose=0, callbacks=[ran])
+    assert ran.epochs == [1, 2]  # epoch 0's state, kept beside the broken file, was restored
+    epochs = [line.split(",")[0] for line in (tmp_path / "log.csv").read_text().splitlines()[1:]]
+    assert epochs == ["0", "1", "2"]
 
 
 class EpochCounter(keras.callbacks.Callback):
