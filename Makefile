@@ -58,21 +58,23 @@ ensemble: $(ENV_STAMP) ## retrain the CPU ensemble (3 cpu-profile runs, averaged
 
 # The models shipped since 2026-11-26, trained on one GPU (an H200, Keras 3 on JAX): three runs of
 # the cpu profile's 1.6 M ResNet (params/full-member-hp.json) with the full profile's recipe
-# (mixup 0.2, AdamW 2e-3 / 0.05) for 200 epochs, averaged, and the 92 k lite for 120 epochs,
-# learning online from the shipped main model (params/full-lite-distill-hp.json: its targets are
-# 0.2 x label + 0.8 x the teacher's probabilities for each augmented batch; the teacher is
-# fer/weights/main.keras as committed, its sha256 is in the lite's card; seed 1 is the shipped run).
-# `make -j4 ensemble-full` trains the four side by side (8.3 min a member, 8.7 min the lite, on an
-# H200 with KERAS_BACKEND=jax; under TensorFlow not timed); each finished run is kept and reused
-# (the last line reuses the lite run it trained and ships it).
+# (mixup 0.2, AdamW 2e-3 / 0.05) for 200 epochs, averaged and shipped as fer/weights/main.keras;
+# then the 92 k lite for 120 epochs, learning online from that file (params/full-lite-distill-hp.json:
+# its targets are 0.2 x label + 0.8 x the teacher's probabilities for each augmented batch; the
+# teacher's sha256 is in the lite's card; seed 1 is the shipped run).
+# `make -j3 ensemble-full` trains the members side by side, then the lite (8.3 min a member, 8.7 min
+# the lite, on an H200 with KERAS_BACKEND=jax; under TensorFlow not timed); each finished run is
+# kept and reused, the lite only while its teacher file is the same (the last line reuses the lite
+# run it trained and ships it).
 FULL_MEMBERS := runs/full/member200-s0 runs/full/member200-s1 runs/full/member200-s2
 runs/full/member200-s%/card.json: | $(ENV_STAMP)
 	$(PYTHON) -m fer train --profile full --hp params/full-member-hp.json --epochs 200 --seed $* --run-dir $(@D)
+runs/full/main-ensemble/card.json: $(addsuffix /card.json,$(FULL_MEMBERS))
+	$(PYTHON) -m fer ensemble $(FULL_MEMBERS) --profile full --float16-weights --ship --run-dir $(@D)
 FULL_LITE := $(PYTHON) -m fer train --profile full --model lite --hp params/full-lite-distill-hp.json --seed 1 --run-dir runs/full/lite-distill-s1
-runs/full/lite-distill-s1/card.json: | $(ENV_STAMP)
+runs/full/lite-distill-s1/card.json: runs/full/main-ensemble/card.json
 	$(FULL_LITE)
-ensemble-full: $(addsuffix /card.json,$(FULL_MEMBERS)) runs/full/lite-distill-s1/card.json ## retrain the shipped main and lite models on a GPU (full recipe) and ship them
-	$(PYTHON) -m fer ensemble $(FULL_MEMBERS) --profile full --float16-weights --ship
+ensemble-full: runs/full/lite-distill-s1/card.json ## retrain the shipped main and lite models on a GPU (full recipe) and ship them
 	$(FULL_LITE) --ship
 
 reports: $(ENV_STAMP) ## render the already executed notebooks to HTML in reports/

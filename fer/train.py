@@ -608,7 +608,9 @@ def fit(
     earlier: dict[str, list] = {}
     if run_dir is not None:
         run_dir = Path(run_dir)
-        settings = json.loads(json.dumps({**asdict(cfg), "policy": policy, "data": fingerprint}, default=list))
+        files = _input_files(cfg)  # a teacher or starting point is named by path: its contents count too
+        settings = json.loads(json.dumps({**asdict(cfg), "policy": policy, "data": fingerprint,
+                                          **({"files": files} if files else {})}, default=list))
         moved = _set_aside(run_dir, settings)
         if moved:
             print(f"{run_dir} held another run (finished, or other settings or data); moved it to {moved}")
@@ -825,6 +827,14 @@ def run(
     return card
 
 
+def _input_files(cfg: TrainConfig) -> dict[str, str]:
+    """sha256 of the model files a run starts from (``teacher``, ``init``), by option name: a run
+    learned from another file of the same name is not this run, neither to reuse nor to resume."""
+    from fer.predict import sha256
+
+    return {key: sha256(path) for key in ("teacher", "init") if (path := getattr(cfg, key))}
+
+
 def _model_entry(path: str) -> dict[str, Any]:
     """What a card says of the teacher or starting point of a run: file, checksum, size, accuracy."""
     from fer.evaluate import model_card, short_path
@@ -962,7 +972,8 @@ def finished_run(run_dir: Path, cfg: TrainConfig, fingerprint: str) -> dict[str,
         return None
     same_config = _with_defaults(card.get("config") or {}) == json.loads(json.dumps(asdict(cfg), default=list))
     same_data = card.get("data", {}).get("fingerprint") == fingerprint
-    if not (same_config and same_data):
+    same_files = all((card.get(key) or {}).get("sha256") == digest for key, digest in _input_files(cfg).items())
+    if not (same_config and same_data and same_files):
         return None
     card["model"] = keras.saving.load_model(model_file)
     return card

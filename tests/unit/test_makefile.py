@@ -58,7 +58,7 @@ def test_without_conda_a_venv_is_created():
         assert "-m venv .venv" in plan
 
 
-def test_gpu_recipe_trains_three_members_and_the_lite_then_ships_both(tmp_path):
+def test_gpu_recipe_trains_the_members_ships_them_then_trains_and_ships_the_lite(tmp_path):
     # -B: plan every step, as on a fresh clone, whatever runs/ holds on this machine
     plan = make("-n", "-B", "ensemble-full", CONDA_PREFIX=str(tmp_path)).splitlines()
     py = f"{tmp_path}/bin/python -m fer"
@@ -68,10 +68,11 @@ def test_gpu_recipe_trains_three_members_and_the_lite_then_ships_both(tmp_path):
     lite = (f"{py} train --profile full --model lite --hp params/full-lite-distill-hp.json --seed 1 "
             "--run-dir runs/full/lite-distill-s1")
     ship_main = (f"{py} ensemble runs/full/member200-s0 runs/full/member200-s1 runs/full/member200-s2 "
-                 "--profile full --float16-weights --ship")
+                 "--profile full --float16-weights --ship --run-dir runs/full/main-ensemble")
     assert lite in plan and ship_main in plan and f"{lite} --ship" in plan
-    assert plan.index(ship_main) > max(plan.index(line) for line in plan if "--run-dir runs/full/" in line
-                                       and "--ship" not in line)
+    members = [i for i, line in enumerate(plan) if "--run-dir runs/full/member200" in line]
+    # the lite learns from the main model that the members make, so it trains after it is shipped
+    assert max(members) < plan.index(ship_main) < plan.index(lite) < plan.index(f"{lite} --ship")
 
 
 def test_gpu_members_are_the_cpu_profiles_network():

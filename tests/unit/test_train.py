@@ -516,6 +516,24 @@ def test_distillation_targets_mix_label_and_teacher_and_train(splits, tmp_path):
     assert student["config"]["teacher"] == path
 
 
+def test_a_run_is_reused_only_with_the_same_teacher_file_not_just_its_path(splits, tmp_path):
+    profile = tiny_profile()
+    path = tmp_path / "teacher.keras"
+    teacher = train.run(profile, splits, run_dir=tmp_path / "teacher", verbose=0)
+    teacher["model"].save(path)
+    hp = {"teacher": str(path), "distill": 0.6}
+    first = train.run(profile, splits, hp=hp, run_dir=tmp_path / "student", verbose=0)
+    written = (tmp_path / "student" / "card.json").stat().st_mtime_ns
+    train.run(profile, splits, hp=hp, run_dir=tmp_path / "student", verbose=0)
+    assert (tmp_path / "student" / "card.json").stat().st_mtime_ns == written  # same teacher: reused
+    other = train.run({**profile, "seed": 1}, splits, run_dir=tmp_path / "teacher-s1", verbose=0)
+    other["model"].save(path)  # another model under the same name
+    third = train.run(profile, splits, hp=hp, run_dir=tmp_path / "student", verbose=0)
+    assert third["teacher"]["sha256"] == teacher_sha(path) != first["teacher"]["sha256"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("student-")]  # the old run, set aside
+    assert json.loads((tmp_path / "student" / "config.json").read_text())["files"] == {"teacher": teacher_sha(path)}
+
+
 def test_online_distillation_labels_each_augmented_batch_as_the_student_sees_it(splits, tmp_path):
     profile = tiny_profile()
     train.run(profile, splits, run_dir=tmp_path / "teacher", verbose=0)
