@@ -62,7 +62,7 @@ ensemble: $(ENV_STAMP) ## retrain the CPU ensemble (3 cpu-profile runs, averaged
 # then the 92 k lite for 120 epochs, learning online from that file (params/full-lite-distill-hp.json:
 # its targets are 0.2 x label + 0.8 x the teacher's probabilities for each augmented batch; the
 # teacher's sha256 is in the lite's card; seed 1 is the shipped run).
-# `make -j3 ensemble-full` trains the members side by side, then the lite (8.3 min a member, 8.7 min
+# `make -j4 ensemble-full` trains the three members side by side, then the lite (8.3 min a member, 8.7 min
 # the lite, on an H200 with KERAS_BACKEND=jax; under TensorFlow not timed); each finished run is
 # kept and reused, the lite only while its teacher file is the same (the last line reuses the lite
 # run it trained and ships it).
