@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -65,7 +66,11 @@ def to_tflite(model, quantize: str | None = None, representative: np.ndarray | N
     level = tf_log.level
     tf_log.setLevel(max(level, logging.WARNING))
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+            # TF 2.21 warns during every int8 conversion that no input mean/std was given: those
+            # statistics are for converting quantisation-aware graphs without calibration data.
+            # Here the ranges come from the representative faces and the input stays float32.
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
             return converter.convert()
     finally:
         tf_log.setLevel(level)

@@ -82,6 +82,11 @@ def test_gpu_members_are_the_cpu_profiles_network():
 
     member_hp = json.loads((PROJECT_DIR / "params" / "full-member-hp.json").read_text())
     assert member_hp == config.load_profile("cpu")["train"]["hp"]
+    # the distilled member (README) is the same network taught by the shipped main model
+    distilled = json.loads((PROJECT_DIR / "params" / "full-member-distill-hp.json").read_text())
+    assert {k: v for k, v in distilled.items() if k in member_hp} == member_hp
+    assert {k: v for k, v in distilled.items() if k not in member_hp} == {
+        "teacher": "fer/weights/main.keras", "distill": 0.8, "distill_online": True}
 
 
 def test_gpu_lite_recipe_is_the_shipped_lites():

@@ -81,10 +81,12 @@ def test_changed_settings_start_a_new_search_beside_the_old_one(result, capsys):
     assert len(list(res.directory.glob("*/oracle.json"))) == 2
 
 
-def test_weight_decay_range_follows_the_optimizer():
-    # Keras scales decoupled weight decay by the learning rate: AdamW needs far larger values than SGD
-    for optimizer, (low, high) in (("adamw", (1e-3, 1e-1)), ("sgd", (1e-5, 1e-3))):
+def test_learning_rate_and_weight_decay_ranges_follow_the_optimizer():
+    # Keras scales decoupled weight decay by the learning rate: AdamW needs far larger values than
+    # SGD, whose learning rates are in turn far larger than AdamW's
+    ranges = {"adamw": {"lr": (5e-4, 5e-3), "weight_decay": (1e-3, 1e-1)},
+              "sgd": {"lr": (1e-2, 2e-1), "weight_decay": (1e-4, 1e-2)}}
+    for optimizer, expected in ranges.items():
         hp = kt.HyperParameters()
-        tune.space(hp, "resnet", params=["weight_decay"], optimizer=optimizer)
-        (wd,) = [p for p in hp.space if p.name == "weight_decay"]
-        assert (wd.min_value, wd.max_value) == (low, high)
+        tune.space(hp, "resnet", params=["lr", "weight_decay"], optimizer=optimizer)
+        assert {p.name: (p.min_value, p.max_value) for p in hp.space} == expected
