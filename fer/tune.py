@@ -70,7 +70,7 @@ def space(hp, arch: str, choices: Mapping[str, list] | None = None, params: Sequ
         raise ValueError(f"tune.params: unknown hyperparameter(s) {unknown}; known: {list(PARAMS)}")
     values: dict[str, Any] = {}
     if "lr" in params:
-        # SGD with momentum steps about 0.9/(1 - 0.9) = 10 times its learning rate per unit of
+        # SGD with momentum 0.9 steps about 1/(1 - 0.9) = 10 times its learning rate per unit of
         # gradient and does not normalise it as Adam does: its useful rates are ~30x AdamW's
         low, high = (1e-2, 2e-1) if optimizer == "sgd" else (5e-4, 5e-3)
         values["lr"] = hp.Float("lr", low, high, sampling="log")

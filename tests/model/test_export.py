@@ -118,3 +118,14 @@ def test_each_export_carries_a_card_that_is_verified(exported, keras_clf, tmp_pa
         fh.write(b"\x00garbage\x00")
     with pytest.raises(predict.ModelFileError, match="checksum"):
         fer.load_classifier(bad)
+
+
+def test_int8_conversion_does_not_warn_about_input_statistics(recwarn):
+    # TF warns on every int8 conversion that no input mean/std was given; export hides that one
+    # warning (the inputs stay float32, calibrated on the representative faces), nothing else
+    from fer import models
+
+    model = models.build("resnet", {"crop": 40, "stem_width": 8, "widths": [8], "blocks": [1]})
+    faces = np.random.default_rng(0).integers(0, 256, (8, 48, 48), dtype=np.uint8)
+    assert export.to_tflite(model, "int8", faces)[4:8] == b"TFL3"  # a TFLite flatbuffer
+    assert not [w for w in recwarn if "Statistics for quantized inputs" in str(w.message)]
