@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import threading
 from pathlib import Path
@@ -284,3 +285,33 @@ def analyze(image_bgr: np.ndarray, classifier: Classifier | None = None, detecto
     probs = (classifier or default_classifier()).predict_proba(crops, tta=tta)
     return [{"box": [int(v) for v in f.box], "label": CLASSES[int(p.argmax())],
              "probs": {c: float(v) for c, v in zip(CLASSES, p, strict=True)}} for f, p in zip(found, probs, strict=True)]
+
+
+class ModelOutputError(RuntimeError):
+    """The model answered something no client can use (e.g. NaN probabilities)."""
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays → Python numbers and lists, anywhere in a face dict."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray | np.generic):
+        return _plain(value.tolist())
+    return value
+
+
+def jsonable_faces(faces: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Faces as JSON can carry them (the web app's and the webcam widget's answers): plain
+    ints/floats (a custom ``analyze`` may return numpy scalars), probabilities in ``CLASSES`` order;
+    :class:`ModelOutputError` for non-finite probabilities, which JSON cannot hold."""
+    out = []
+    for face in map(_plain, faces):
+        probs = {k: float(v) for k, v in face["probs"].items()}
+        if not all(math.isfinite(p) for p in probs.values()):  # would be invalid JSON (NaN)
+            raise ModelOutputError(f"the model returned non-finite probabilities {probs}; the model "
+                                   "file or its runtime is broken (see the server log).")
+        ordered = {c: probs[c] for c in CLASSES if c in probs} | probs
+        out.append({**face, "box": [int(v) for v in face["box"]], "label": str(face["label"]), "probs": ordered})
+    return out

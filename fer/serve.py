@@ -15,7 +15,6 @@ Every error a client can cause is a JSON ``{"error": ...}`` with a 4xx status, n
 from __future__ import annotations
 
 import io
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from fer.config import CLASSES
+from fer.predict import ModelOutputError, jsonable_faces
 
 #: Uploads larger than this are refused (413) before they are read into memory.
 MAX_UPLOAD_BYTES = 10 * 2**20
@@ -34,10 +34,6 @@ MAX_UPLOAD_BYTES = 10 * 2**20
 MAX_PIXELS = 40_000_000
 
 Analyze = Callable[[np.ndarray], list[dict[str, Any]]]
-
-
-class ModelOutputError(RuntimeError):
-    """The model answered something no client can use (e.g. NaN probabilities)."""
 
 
 class BadImage(ValueError):
@@ -81,30 +77,6 @@ def decode_upload(raw: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if image.shape[0] * image.shape[1] > max_pixels:
         raise BadImage(f"the image is {image.shape[1]}x{image.shape[0]} pixels, over the limit.", status=413)
     return image
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars and arrays → Python numbers and lists, anywhere in a face dict."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray | np.generic):
-        return _plain(value.tolist())
-    return value
-
-
-def jsonable_faces(faces: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Plain ints/floats (analyze may return numpy scalars), probabilities in ``CLASSES`` order."""
-    out = []
-    for face in map(_plain, faces):
-        probs = {k: float(v) for k, v in face["probs"].items()}
-        if not all(math.isfinite(p) for p in probs.values()):  # would be invalid JSON (NaN)
-            raise ModelOutputError(f"the model returned non-finite probabilities {probs}; the model "
-                                   "file or its runtime is broken (see the server log).")
-        ordered = {c: probs[c] for c in CLASSES if c in probs} | probs
-        out.append({**face, "box": [int(v) for v in face["box"]], "label": str(face["label"]), "probs": ordered})
-    return out
 
 
 def model_info() -> dict[str, Any]:
