@@ -248,3 +248,35 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], cols: int = 
             ax.set_title(titles[i], fontsize=9)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- video
+
+
+def label_timeline(table, title: str = ""):
+    """A video's per-frame result (``fer.webcam.replay(...).table``): the largest face's label as a
+    coloured strip, and its probabilities over time below it."""
+    plt = _plt()
+    import seaborn as sns
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    palette = dict(zip(CLASSES, sns.color_palette("tab10", len(CLASSES)), strict=True))
+    codes = np.array([CLASSES.index(lab) if isinstance(lab, str) else np.nan for lab in table["label"]], float)
+    t = table["time_s"].to_numpy()
+    edges = np.append(t, t[-1] + (t[-1] - t[-2] if len(t) > 1 else 0.1))
+    fig, (strip, curves) = plt.subplots(2, 1, figsize=(10, 3.8), sharex=True,
+                                        gridspec_kw={"height_ratios": [1, 3]})
+    strip.pcolormesh(edges, [0, 1], np.ma.masked_invalid(codes)[None, :],
+                     cmap=ListedColormap([palette[c] for c in CLASSES]), vmin=-0.5, vmax=len(CLASSES) - 0.5)
+    strip.set_yticks([])
+    strip.set_title(title or "label per frame (largest face; blank: no face)", fontsize=10)
+    for c in CLASSES:
+        curves.plot(t, table[c], color=palette[c], lw=1.6)
+    curves.set_ylim(0, 1)
+    curves.set_xlabel("time (s)")
+    curves.set_ylabel("probability")
+    curves.legend(handles=[Patch(color=palette[c], label=c) for c in CLASSES], ncol=7, fontsize=8,
+                  loc="upper center", bbox_to_anchor=(0.5, -0.28), frameon=False)
+    fig.tight_layout()
+    return fig

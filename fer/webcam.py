@@ -400,3 +400,43 @@ def demo_video() -> Path:
         return SAMPLE_VIDEO
     print(f"{SAMPLE_VIDEO} not found; using a generated clip of scikit-image's astronaut", file=sys.stderr)
     return demo_clip()
+
+
+# --------------------------------------------------------------------------- a photo from the browser
+
+
+def uploaded_files(upload: ipywidgets.FileUpload) -> list[tuple[str, bytes]]:
+    """(name, bytes) of each file in a ``FileUpload``: ipywidgets 8 holds a tuple of dicts, 7 a
+    dict of dicts keyed by name."""
+    value = upload.value
+    items = value.values() if isinstance(value, dict) else value
+    return [(f.get("name") or f.get("metadata", {}).get("name", "upload"), bytes(f["content"])) for f in items]
+
+
+def photo_upload(analyze: Analyze | None = None, width: int = 640) -> ipywidgets.VBox:
+    """An upload button; each photo comes back with its faces boxed and labelled, or a message."""
+    import cv2
+
+    from fer.plots import draw_predictions
+
+    upload = ipywidgets.FileUpload(accept="image/*", multiple=False)
+    shown = ipywidgets.Image(format="jpeg", width=width, layout={"display": "none"})
+    note = ipywidgets.HTML("Choose a JPEG or PNG photo.")
+    analyzer = FrameAnalyzer(analyze, smooth=False)
+
+    def on_upload(_change) -> None:
+        for name, content in uploaded_files(upload):
+            try:
+                image = FrameAnalyzer.decode(content)
+            except FrameError:
+                note.value = f"{name}: not an image OpenCV can read; try a JPEG or PNG."
+                continue
+            faces = analyzer(image)
+            rgb = draw_predictions(image, faces)
+            shown.value = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
+            shown.layout.display = ""
+            labels = ", ".join(f["label"] for f in faces)
+            note.value = f"{name}: {len(faces)} face(s)" + (f": {labels}" if faces else "; try a well-lit, frontal face.")
+
+    upload.observe(on_upload, names="value")
+    return ipywidgets.VBox([ipywidgets.HBox([upload, note]), shown])

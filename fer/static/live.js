@@ -186,9 +186,10 @@ export function mountLive(root, options) {
   let latest = null;    // {faces, width, height}: what the overlay shows
   let inFlightSince = 0;
   let messageCode = null;
-  const rtts = [];      // the last 200 round trips, ms
+  const rtts = [];      // the last 100 round trips (grab, encode, predict, answer), ms
+  const encodes = [];   // the last 100 grab + JPEG encode times, ms
   const answeredAt = []; // times of the answers in the last 3 s
-  const stats = { predictions: 0, errors: 0, fps: 0, rtt_p50_ms: NaN, rtt_p95_ms: NaN, kernel_ms: NaN, received: 0 };
+  const stats = { predictions: 0, errors: 0, fps: 0, rtt_p50_ms: NaN, rtt_p95_ms: NaN, encode_p50_ms: NaN, kernel_ms: NaN, received: 0 };
 
   function showMessage(problem) {
     messageCode = problem ? problem.code : null;
@@ -225,6 +226,7 @@ export function mountLive(root, options) {
     const sorted = [...rtts].sort((a, b) => a - b);
     stats.rtt_p50_ms = percentile(sorted, 0.5);
     stats.rtt_p95_ms = percentile(sorted, 0.95);
+    stats.encode_p50_ms = percentile([...encodes].sort((a, b) => a - b), 0.5);
     const round = (v) => (Number.isFinite(v) ? Math.round(v) : "–");
     statsEl.textContent = stream
       ? `${stats.fps.toFixed(1)} predictions/s · round trip ${round(stats.rtt_p50_ms)} ms ` +
@@ -252,6 +254,8 @@ export function mountLive(root, options) {
       const started = performance.now();
       const frame = await grab();
       if (mine !== session) return;
+      encodes.push(performance.now() - started);
+      if (encodes.length > 100) encodes.shift();
       const meta = { id: ++frameId, width: frame.width, height: frame.height };
       inFlightSince = performance.now();
       let result = null;
@@ -271,7 +275,7 @@ export function mountLive(root, options) {
       if (mine !== session) return;
       const now = performance.now();
       rtts.push(now - started);
-      if (rtts.length > 200) rtts.shift();
+      if (rtts.length > 100) rtts.shift();
       answeredAt.push(now);
       stats.predictions += 1;
       if (Number.isFinite(result.kernel_ms)) stats.kernel_ms = result.kernel_ms;

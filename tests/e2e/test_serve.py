@@ -70,7 +70,8 @@ def test_page_has_upload_webcam_and_script(client):
         r = client.get(asset)
         assert r.status_code == 200 and len(r.data) > 500
         r.close()
-    assert b"getUserMedia" in client.get("/static/app.js").data
+    assert b"live.js" in client.get("/static/app.js").data  # the webcam view is the shared module
+    assert b"getUserMedia" in client.get("/static/live.js").data
 
 
 def test_predict_returns_the_faces_as_plain_json(client, seen):
