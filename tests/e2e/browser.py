@@ -145,7 +145,8 @@ def kernel_idle(url: str, path: str, timeout_s: float = 90.0) -> str:
 
 def run_all(page, url: str, kind: str, path: str) -> str:
     """Open ``path`` in JupyterLab or Notebook 7 and run every cell (menu Run → Run All Cells)."""
-    page.goto(f"{url}/lab/tree/{path}" if kind == "lab" else f"{url}/notebooks/{path}")
+    # ?reset: a fresh workspace, so the tabs earlier tests opened are not restored beside this one
+    page.goto(f"{url}/lab/tree/{path}?reset" if kind == "lab" else f"{url}/notebooks/{path}")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
     kernel = kernel_idle(url, path)
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
