@@ -238,6 +238,8 @@ class KernelCamera(ipywidgets.VBox):
 
     def stop(self, timeout: float = 5.0) -> None:
         """End the thread and release the camera (waits up to ``timeout`` seconds)."""
+        if not hasattr(self, "_stop"):  # __init__ refused the source before any thread existed
+            return
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
