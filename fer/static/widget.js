@@ -65,6 +65,7 @@ export default {
     }
 
     let lastStats = 0;
+    let lastSent = "";
     const live = mountLive(el, {
       predict,
       context: "notebook",
@@ -80,11 +81,14 @@ export default {
         model.set({ mirror: s.mirror, max_fps: s.maxFps, device_id: s.deviceId });
         model.save_changes();
       },
-      onStats(s) { // to Python's `stats` trait, at most once a second
+      onStats(s) { // to Python's `stats` trait: at most once a second, and only when it changed
         const now = performance.now();
-        if (now - lastStats < 1000 && s.running) return;
+        const next = { ...s, transport: mode };
+        const text = JSON.stringify(next);
+        if ((now - lastStats < 1000 && s.running) || text === lastSent) return;
         lastStats = now;
-        model.set("stats", { ...s, transport: mode });
+        lastSent = text;
+        model.set("stats", next);
         model.save_changes();
       },
       onMessage(problem) {

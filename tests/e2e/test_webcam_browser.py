@@ -273,3 +273,21 @@ def test_page_webcam_view_and_upload_label_a_face(app, page, tmp_path):
     assert any(c in page.inner_text("#faces .face-title") for c in CLASSES)
     assert page.locator("#canvas").evaluate(
         "c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some(v => v > 0)")
+
+
+def test_page_over_plain_http_from_another_host_says_how_to_reach_the_camera(app, playwright, y4m):
+    # a host name that is not localhost, mapped to 127.0.0.1: a plain-http page that is no secure context
+    b = browser.launch(playwright, y4m, ("--host-resolver-rules=MAP fer-demo.test 127.0.0.1",))
+    try:
+        page = b.new_page()
+        page.goto(app.replace("127.0.0.1", "fer-demo.test") + "/")
+        assert page.evaluate("() => window.isSecureContext") is False
+        page.click("#camera")
+        view = page.locator("#live .fer-live")
+        page.wait_for_function("e => e.dataset.message === 'insecure'", arg=view.element_handle(), timeout=10_000)
+        text = view.locator(".fer-live-message").inner_text()
+        port = app.rsplit(":", 1)[1]
+        assert "https" in text and f"ssh -L {port}:localhost:{port} fer-demo.test" in text
+        assert "Start webcam" in page.inner_text("#camera")
+    finally:
+        b.close()
