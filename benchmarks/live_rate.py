@@ -30,6 +30,7 @@ import browser  # noqa: E402  (tests/e2e/browser.py: the fake camera and the ser
 
 
 def page_rate(tree: Path, y4m: Path, seconds: float, work: Path) -> dict:
+    """One page run: answers per second counted at the network level, and their request times."""
     from playwright.sync_api import sync_playwright
 
     port = browser.free_port()
@@ -52,7 +53,7 @@ def page_rate(tree: Path, y4m: Path, seconds: float, work: Path) -> dict:
         window = [d for t, d in done[n0:] if t >= start]
         b.close()
     return {"predictions_per_s": round(len(window) / seconds, 2), "requests": len(window),
-            "request_p50_ms": round(statistics.median(window), 1) if window else None}
+            "request_p50_ms": round(statistics.median(window), 1) if window else 0.0}
 
 
 NOTEBOOK = {
@@ -64,41 +65,52 @@ NOTEBOOK = {
 }
 
 
-def lab_rate(y4m: Path, seconds: float, work: Path, one_at_a_time: bool = True) -> dict:
-    """Both transports; each measured while the other is stopped, so they do not share the kernel."""
+def _window(page, view, seconds: float) -> dict:
+    """Answers per second over ``seconds``; the round trips are the view's last 100 (at 10/s, that window)."""
+    a = browser.live_stats(view)
+    t0 = time.perf_counter()
+    page.wait_for_timeout(seconds * 1000)
+    z = browser.live_stats(view)
+    rate = (int(z["predictions"]) - int(a["predictions"])) / (time.perf_counter() - t0)
+    return {"predictions_per_s": rate, "rtt_p50_ms": float(z["rttP50Ms"]), "rtt_p95_ms": float(z["rttP95Ms"]),
+            "encode_p50_ms": float(z["encodeP50Ms"]), "kernel_ms": float(z["kernelMs"]), "transport": z["transport"]}
+
+
+def _median(windows: list[dict]) -> dict:
+    keys = [k for k in windows[0] if k != "transport"]
+    return {**{k: round(statistics.median(w[k] for w in windows), 1) for k in keys},
+            "transport": windows[0]["transport"], "windows": len(windows)}
+
+
+def lab_rate(y4m: Path, seconds: float, repeats: int, work: Path) -> dict:
+    """Both transports, alternating window by window, each while the other view is stopped."""
     from playwright.sync_api import sync_playwright
 
     (work / "rate.ipynb").write_text(json.dumps(NOTEBOOK))
-    out = {}
+    windows: dict[str, list[dict]] = {"buffers": [], "base64": []}
     with browser.jupyter("lab", work, work / "lab.log") as url, sync_playwright() as p:
         b = browser.launch(p, y4m)
         page = b.new_page(viewport={"width": 1400, "height": 1400})
         browser.run_all(page, url, "lab", "rate.ipynb")
         views = page.locator(".fer-live")
-        views.nth(1).wait_for(timeout=120_000)
-        for i, name in enumerate(("buffers", "base64")):
-            other = views.nth(1 - i).locator(".fer-live-toggle")
-            if one_at_a_time and other.inner_text().startswith("Stop"):
-                other.click()
-            mine = views.nth(i).locator(".fer-live-toggle")
-            if mine.inner_text().startswith("Start"):
-                mine.click()
-            page.wait_for_timeout(12_000)  # warm-up; the round-trip figures cover the last 100 answers
-            a = browser.live_stats(views.nth(i))
-            t0 = time.perf_counter()
-            page.wait_for_timeout(seconds * 1000)
-            z = browser.live_stats(views.nth(i))
-            rate = (int(z["predictions"]) - int(a["predictions"])) / (time.perf_counter() - t0)
-            out[name] = {"predictions_per_s": round(rate, 2), "rtt_p50_ms": round(float(z["rttP50Ms"]), 1),
-                         "rtt_p95_ms": round(float(z["rttP95Ms"]), 1), "encode_p50_ms": round(float(z["encodeP50Ms"]), 1),
-                         "kernel_ms": round(float(z["kernelMs"]), 1), "transport": z.get("transport") or name}
+        browser.wait_for_predictions(views.nth(1), 10, 120)
+        for _ in range(repeats):
+            for i, name in enumerate(windows):
+                toggles = [views.nth(k).locator(".fer-live-toggle") for k in (0, 1)]
+                if toggles[1 - i].inner_text().startswith("Stop"):
+                    toggles[1 - i].click()
+                if toggles[i].inner_text().startswith("Start"):
+                    toggles[i].click()
+                page.wait_for_timeout(5000)  # warm-up after the switch
+                windows[name].append(_window(page, views.nth(i), seconds))
         b.close()
-    return out
+    return {name: _median(w) for name, w in windows.items()}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seconds", type=float, default=20)
+    p.add_argument("--seconds", type=float, default=10, help="length of one measured window")
+    p.add_argument("--repeats", type=int, default=3, help="windows per configuration (medians are reported)")
     p.add_argument("--only", choices=("page", "lab"))
     p.add_argument("--page-tree", type=Path, action="append", help="checkout(s) to serve the page from (default: this one)")
     a = p.parse_args()
@@ -107,10 +119,15 @@ def main() -> None:
         y4m = browser.write_y4m(browser.camera_frames(), work / "camera.y4m")
         result = {}
         if a.only != "lab":
-            for tree in a.page_tree or [ROOT]:
-                result[f"page {tree}"] = page_rate(tree.resolve(), y4m, a.seconds, work)
+            trees = a.page_tree or [ROOT]
+            runs: dict[Path, list[dict]] = {t: [] for t in trees}
+            for _ in range(a.repeats):  # the versions alternate, so drift in the machine hits both
+                for tree in trees:
+                    runs[tree].append(page_rate(tree.resolve(), y4m, a.seconds, work))
+            for tree, r in runs.items():
+                result[f"page {tree}"] = {k: statistics.median(x[k] for x in r) for k in r[0]} | {"windows": len(r)}
         if a.only != "page":
-            result["jupyterlab widget"] = lab_rate(y4m, a.seconds, work)
+            result["jupyterlab widget"] = lab_rate(y4m, a.seconds, a.repeats, work)
     print(json.dumps(result, indent=2))
 
 

@@ -158,11 +158,11 @@ def test_jupyterlab_runs_notebook_04_live(lab, root, page, tmp_path):
     received, answered, faces, synced = counts
     assert received >= answered >= 20 and faces and faces[0]["label"] in CLASSES
     assert synced.get("running") is True and synced.get("predictions", 0) > 0
-    _screenshot(view, "webcam_jupyterlab.png", tmp_path)
 
     # steady state, the notebook's other cells done: the figures for the record
     page.wait_for_timeout(10_000)
     _record("JupyterLab, buffers", browser.live_stats(view))
+    _screenshot(page.locator(".jp-Cell", has=view), "webcam_jupyterlab.png", tmp_path)  # the cell and its widget
 
     # stop() from Python releases the camera in the browser; start() reopens it
     browser.kernel_run(root, kernel, "cam.stop()")
