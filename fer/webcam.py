@@ -41,11 +41,6 @@ log = logging.getLogger(__name__)
 Analyze = Callable[[np.ndarray], list[dict[str, Any]]]
 Faces = list[dict[str, Any]]
 
-# The detector's TFLite interpreter must not run in two threads at once; a widget's messages and a
-# KernelCamera's thread may both analyse frames in one kernel.
-_ANALYZE_LOCK = threading.Lock()
-
-
 class FrameError(ValueError):
     """A frame that cannot be analysed (not a decodable image)."""
 
@@ -57,9 +52,10 @@ def _default_analyze(image: np.ndarray) -> Faces:
 
 
 class FrameAnalyzer:
-    """Encoded or decoded frame → JSON-ready faces: ``fer.analyze`` (or ``analyze``), one call at
-    a time in the process, with per-face smoothing across frames (``fer.annotate.Smoother``:
-    a steady label per person that still follows a real change) unless ``smooth=False``."""
+    """Encoded or decoded frame → JSON-ready faces: ``fer.analyze`` (or ``analyze``; the detector
+    and the model runtimes are thread-safe), with per-face smoothing across frames
+    (``fer.annotate.Smoother``: a steady label per person that still follows a real change)
+    unless ``smooth=False``. One analyzer serves one stream of frames."""
 
     def __init__(self, analyze: Analyze | None = None, smooth: bool = True):
         from fer.annotate import Smoother
@@ -79,8 +75,7 @@ class FrameAnalyzer:
     def __call__(self, image: np.ndarray) -> Faces:
         from fer.predict import jsonable_faces
 
-        with _ANALYZE_LOCK:
-            faces = jsonable_faces(self.analyze(image))
+        faces = jsonable_faces(self.analyze(image))
         return self.smoother.update(faces) if self.smoother is not None else faces
 
 
@@ -94,8 +89,9 @@ class Webcam(anywidget.AnyWidget):
     """The browser's camera, analysed by this kernel, drawn live over the video.
 
     ``display(Webcam())`` returns at once; the browser asks for the camera and starts. The kernel
-    answers each frame in its message handler (no thread, no loop), so a cell that runs for a
-    long time pauses predictions while the video keeps playing.
+    answers each frame in its widget-message handler (no thread, no loop in a cell). Whether it
+    answers while another cell runs depends on the kernel (ipykernel 7 did in this project's
+    tests); when it does not, the widget says the kernel is busy, and the video keeps playing.
 
     Read ``faces`` (the latest answer), ``frames_received`` / ``frames_answered``, ``stats``
     (the browser's predictions/s and round trip, updated once a second) and ``error`` (the
