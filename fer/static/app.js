@@ -68,7 +68,7 @@ const live = mountLive(liveEl, {
   onRunning(on) {
     cameraButton.textContent = on ? "Stop webcam" : "Start webcam";
     cameraButton.classList.toggle("live", on);
-    if (!on && !live?.element.querySelector(".fer-live-message:not([hidden])")) setStatus("Webcam off.");
+    if (!on && !liveEl.querySelector(".fer-live-message:not([hidden])")) setStatus("Webcam off.");
   },
   onMessage(problem) {
     if (problem) setStatus(problem.title, true);
