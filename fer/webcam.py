@@ -329,6 +329,8 @@ def replay(source: str | Path, rate: float = 10.0, max_side: int = 640, quality:
     step = max(1, round(fps / rate))
     analyzer = FrameAnalyzer(analyze, smooth=smooth)
     planned = (total + step - 1) // step if total else 0
+    if max_frames is not None:  # the kept frames spread over what is analysed, not the whole video
+        planned = min(planned, max_frames)
     keep_at = set(np.linspace(0, max(planned - 1, 0), keep).round().astype(int)) if keep and planned else set()
     rows, kept, ms = [], [], []
     try:

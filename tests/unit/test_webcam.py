@@ -222,6 +222,12 @@ def test_replay_samples_the_video_at_the_widget_rate_and_keeps_annotated_frames(
     assert {s for s in stub.shapes} == {(360, 640, 3)}  # through JPEG at the frame's size (under 640)
 
 
+def test_replay_keeps_its_frames_within_max_frames(tmp_path):
+    path = webcam.demo_clip(tmp_path / "c.mp4", seconds=4.0, fps=10)
+    run = webcam.replay(path, rate=10, keep=3, max_frames=10, analyze=lambda im: [])
+    assert len(run.table) == 10 and [round(t, 1) for t, _ in run.frames] == [0.0, 0.4, 0.9]
+
+
 def test_replay_downscales_like_the_browser(tmp_path):
     big = tmp_path / "big.mp4"
     writer = cv2.VideoWriter(str(big), cv2.VideoWriter_fourcc(*"mp4v"), 10, (1280, 720))
