@@ -51,7 +51,15 @@ def test_a_face_gone_for_long_starts_a_new_track():
     assert s.update([_face((0, 0, 50, 50), "sad")])[0] == {**_face((0, 0, 50, 50), "sad"), "id": 1}
 
 
-def test_draw_marks_the_frame_without_changing_its_shape():
-    frame = np.zeros((120, 160, 3), np.uint8)
-    out = annotate.draw(frame, [{**_face((5, 5, 40, 40), "happy"), "id": 0}, {**_face((120, 100, 40, 40), "sad"), "id": 1}])
-    assert out.shape == (120, 160, 3) and out.any()
+def test_draw_boxes_each_face_in_its_colour_and_leaves_the_rest_of_the_frame():
+    frame = np.zeros((240, 320, 3), np.uint8)
+    faces = [{**_face((20, 60, 80, 80), "happy"), "id": 0}, {**_face((200, 120, 60, 60), "sad"), "id": 1}]
+    out = annotate.draw(frame, faces)
+    assert out is frame and out.shape == (240, 320, 3)  # drawn in place
+    for (x, y, w, h), label in ((f["box"], f["label"]) for f in faces):
+        colour = annotate._COLOURS[label]
+        assert (out[y + h // 2, x] == colour).all() and (out[y + h // 2, x + w] == colour).all()  # box sides
+        assert (out[y + h, x + w // 2] == colour).all()  # its bottom edge
+        assert not out[y + h // 4 : y + 3 * h // 4, x + 4 : x + w // 2].any()  # the face itself stays clear
+    assert not out[200:, :150].any()  # far from both faces: untouched
+    assert annotate._COLOURS["happy"] != annotate._COLOURS["sad"]

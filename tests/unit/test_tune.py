@@ -3,6 +3,7 @@
 import json
 
 import keras_tuner as kt
+import pandas as pd
 import pytest
 
 from fer import data, models, tune
@@ -29,7 +30,10 @@ def test_search_saves_best_hyperparameters_in_the_profile_space(result):
     assert saved == res.best_hp
     assert saved["widths"] == [8, 16, 32, 64] and saved["stem_width"] == 8
     assert 5e-4 <= saved["lr"] <= 5e-3
-    assert (res.directory / "trials.csv").exists()
+    saved_table = pd.read_csv(res.directory / "trials.csv", index_col=0, dtype={"trial": str})
+    assert saved_table["val_accuracy"].tolist() == pytest.approx(res.table["val_accuracy"].tolist())
+    assert saved_table["lr"].tolist() == pytest.approx(res.table["lr"].tolist())
+    assert saved_table["trial"].tolist() == res.table["trial"].tolist()
     assert res.table["val_accuracy"].is_monotonic_decreasing
 
 
