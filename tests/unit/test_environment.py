@@ -1,13 +1,18 @@
-"""environment.yml (conda users) and pyproject.toml (pip users) must install the same packages.
+"""environment.yml (conda users) and pyproject.toml (pip users) must install the same packages,
+and those packages must include everything ``fer/`` imports.
 
-Both are edited by hand; a dependency added to one and forgotten in the other breaks only the
-users of the other, so the test compares them requirement by requirement.
+Both files are edited by hand; a dependency added to one and forgotten in the other breaks only
+the users of the other, so the test compares them requirement by requirement. A package that
+``fer/`` imports but that only arrives as another package's dependency works until that package
+drops it, so every import is checked against ``[project.dependencies]``.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 import sys
+from importlib import metadata
 
 import pytest
 import yaml
@@ -16,8 +21,8 @@ from fer.config import PROJECT_DIR
 
 if sys.version_info >= (3, 11):
     import tomllib
-else:  # pragma: no cover - Python 3.10
-    tomllib = pytest.importorskip("tomli")
+else:  # pragma: no cover - Python 3.10: the dev extra installs tomli there
+    import tomli as tomllib
 
 
 def _normalise(requirement: str) -> str:
@@ -88,3 +93,50 @@ def test_ranges_admit_colab_and_this_machine(package: str, version: str) -> None
 def test_python_range_admits_colab() -> None:
     python = next(d for d in _environment()["dependencies"] if isinstance(d, str) and d.startswith("python"))
     assert _admits(python[len("python"):], "3.13"), python
+
+
+#: imported by fer/ only where they exist, so not dependencies: the other Keras backends (used when
+#: KERAS_BACKEND names them) and Colab's own module (its secrets, for the Kaggle download)
+OPTIONAL_IMPORTS = {"jax": "KERAS_BACKEND=jax", "torch": "KERAS_BACKEND=torch", "google.colab": "Colab only"}
+
+
+def _third_party_imports() -> dict[str, set[str]]:
+    """``{dotted module: {files}}`` for every absolute import in fer/ outside the standard library."""
+    found: dict[str, set[str]] = {}
+    for path in sorted((PROJECT_DIR / "fer").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top != "fer" and top not in sys.stdlib_module_names:
+                    found.setdefault(name, set()).add(path.relative_to(PROJECT_DIR).as_posix())
+    return found
+
+
+def _dist_name(requirement: str) -> str:
+    return re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9._-]+", requirement).group()).lower()
+
+
+def test_every_package_fer_imports_is_a_declared_dependency() -> None:
+    declared = {_dist_name(r) for r in _pyproject()["main"]}
+    providers = metadata.packages_distributions()  # top-level module -> the installed distributions
+    missing = {}
+    for module, files in _third_party_imports().items():
+        if any(module == o or module.startswith(o + ".") for o in OPTIONAL_IMPORTS):
+            continue
+        dists = {_dist_name(d) for d in providers.get(module.split(".")[0], [])}
+        assert dists, f"{module} (imported in {sorted(files)}) is not installed: declare it and run `make env`"
+        if not dists & declared:
+            missing[module] = (sorted(dists), sorted(files))
+    assert missing == {}, "imported by fer/ but not in pyproject's dependencies (module: (distribution, files))"
+
+
+def test_the_import_scan_sees_fer_s_imports() -> None:
+    imports = _third_party_imports()  # a scan that found nothing would pass the test above
+    assert {"numpy", "keras", "PIL", "flask", "cv2"} <= {m.split(".")[0] for m in imports}
+    assert "fer/serve.py" in imports["PIL"] and "os" not in imports and "fer.config" not in imports
