@@ -250,13 +250,20 @@ def add_reports(sub) -> None:
     p = sub.add_parser("reports", help="render the already executed notebooks to HTML", description=(
         "Convert reports/executed/*.ipynb to reports/html/ (code hidden, figures embedded) and "
         "rewrite reports/html/index.html. Executes nothing."))
+    p.add_argument("--index-only", action="store_true",
+                   help="only rewrite the front page (reports/html/index.html) from the reports and metrics already "
+                        "there; needs no executed notebooks (they are not committed)")
     p.set_defaults(handler=cmd_reports)
 
 
 def cmd_reports(args) -> int:
     from fer import reports
+    from fer.config import REPORTS_DIR
 
-    reports.render()
+    if args.index_only:
+        print(f"index: {reports.write_index(REPORTS_DIR / 'html', REPORTS_DIR)}")
+    else:
+        reports.render()
     return 0
 
 

@@ -1,15 +1,15 @@
 """Reports: execute the notebooks with papermill and render them to HTML with code hidden.
 
 ``reproduce(profile)`` runs ``notebooks/0*.ipynb`` in order with the profile's parameters into
-``reports/executed/``, converts each into ``reports/html/`` and writes ``reports/html/index.html``
-with the headline numbers from ``reports/metrics/<profile>.json``. ``render()`` does only the
-conversion, for notebooks already executed. The kernel is always the interpreter running this
+``reports/executed/``, converts each into ``reports/html/`` and writes the front page,
+``reports/html/index.html`` (``fer.frontpage``), from ``reports/metrics/<profile>.json``.
+``render()`` does only the conversion, for notebooks already executed; ``write_index()`` only the
+front page, from the reports and metrics already there. The kernel is always the interpreter running this
 code, so a report never silently uses another environment's packages.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import sys
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fer.config import NOTEBOOKS_DIR, REPORTS_DIR, load_profile
+from fer.frontpage import headline, write_index  # noqa: F401 - both part of fer.reports' API
 
 KERNEL_NAME = "fer-study-python"
 
@@ -185,100 +186,3 @@ def render(reports_dir: str | os.PathLike = REPORTS_DIR, log: Callable[[str], No
     index = write_index(reports_dir / "html", reports_dir)
     log(f"index: {index}")
     return index
-
-
-# --------------------------------------------------------------------------- index page
-
-
-def _executed_info(path: Path) -> dict[str, Any]:
-    import nbformat
-
-    nb = nbformat.read(str(path), as_version=4)
-    title = next((ln.lstrip("# ").strip() for c in nb.cells if c.cell_type == "markdown"
-                  for ln in c.source.splitlines() if ln.startswith("# ")), path.stem)
-    pm_meta = nb.metadata.get("papermill", {})
-    return {"title": title, "parameters": pm_meta.get("parameters", {}),
-            "end": pm_meta.get("end_time"), "seconds": pm_meta.get("duration")}
-
-
-def headline(metrics: dict[str, Any]) -> list[str]:
-    """One-line facts from ``reports/metrics/<profile>.json`` for the index page."""
-    lines = []
-    ev = metrics.get("evaluate", {})
-    for split, m in ev.get("splits", {}).items():
-        if "accuracy" in m:
-            lo, hi = m.get("accuracy_ci", [float("nan")] * 2)
-            lines.append(f"{split}: accuracy {100 * m['accuracy']:.1f} % (95 % CI {100 * lo:.1f}-{100 * hi:.1f}), "
-                         f"macro-F1 {m['macro_f1']:.3f}, ECE {m['ece']:.3f}, {m['images']} images")
-    if "unseen_public_test" in ev:
-        u = ev["unseen_public_test"]
-        lines.append(f"PublicTest images not in train: accuracy {100 * u['accuracy']:.1f} % on {u['images']} images")
-    if "latency" in ev:
-        lines.append(f"latency: {ev['latency']['ms_per_image_batch1']:.1f} ms per face alone, "
-                     f"{ev['latency']['images_per_s_batched']:.0f} faces/s batched"
-                     + (f" ({ev['latency']['device']})" if ev["latency"].get("device") else ""))
-    if ev.get("model"):
-        lines.append(f"model evaluated: {ev['model']}")
-    for name, m in metrics.get("train", {}).get("models", {}).items():
-        trained = f"{m['epochs']} epochs in {m['wall_s'] / 60:.0f} min, " if m.get("epochs") and m.get("wall_s") else ""
-        lines.append(f"{name}: {m.get('params', 0):,} params, {trained}validation accuracy "
-                     f"{100 * m.get('val_accuracy', float('nan')):.1f} % ({m.get('source', '')})")
-    return lines
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
-
-
-def write_index(html_dir: str | os.PathLike, reports_dir: str | os.PathLike = REPORTS_DIR) -> Path:
-    """``index.html``: each report with its title, the profile, data source, date and headline numbers."""
-    html_dir, reports_dir = Path(html_dir), Path(reports_dir)
-    pages = sorted(html_dir.glob("[0-9][0-9]_*.html"))
-    infos = {}
-    for page in pages:
-        executed = reports_dir / "executed" / f"{page.stem}.ipynb"
-        infos[page.stem] = _executed_info(executed) if executed.exists() else {"title": page.stem, "parameters": {}}
-    params = next((i["parameters"] for i in infos.values() if i["parameters"]), {})
-    profile = params.get("profile", "?")
-    metrics = {}
-    path = Path(reports_dir) / "metrics" / f"{profile}.json"
-    if path.exists():
-        metrics = json.loads(path.read_text())
-    from fer.evaluate import short_path
-
-    data = params.get("data_source") or metrics.get("explore", {}).get("source")
-    data = short_path(data) if data and Path(data).exists() else data or "located automatically (FER_DATA / data/raw / Kaggle)"
-    ends = [i.get("end") for i in infos.values() if i.get("end")]
-    date = max(ends)[:16].replace("T", " ") + " UTC" if ends else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    esc = html.escape
-    items = "\n".join(
-        f'<li><a href="{esc(p.name)}">{esc(infos[p.stem]["title"])}</a> <small>({esc(p.name)}'
-        + (f", {_duration(infos[p.stem]['seconds'])}" if infos[p.stem].get("seconds") else "") + ")</small></li>"
-        for p in pages)
-    facts = "\n".join(f"<li>{esc(line)}</li>" for line in headline(metrics)) or "<li>no metrics recorded</li>"
-    seconds = [i["seconds"] for i in infos.values() if i.get("seconds")]
-    took = f" &middot; the {len(seconds)} notebooks took {_duration(sum(seconds))}" if seconds else ""
-    body = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>FER study reports ({esc(str(profile))})</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
-code{{background:#f3f3f3;padding:0 .2rem}} small{{color:#666}}</style></head>
-<body>
-<h1>Facial expression recognition: reports</h1>
-<p>Profile <code>{esc(str(profile))}</code> &middot; data <code>{esc(str(data))}</code> &middot; executed {esc(date)}{took}</p>
-<h2>Headline numbers</h2>
-<ul>
-{facts}
-</ul>
-<h2>Reports</h2>
-<ol>
-{items}
-</ol>
-<p><small>Regenerate with <code>python -m fer reproduce --profile {esc(str(profile))}</code>
-(or <code>make reproduce PROFILE={esc(str(profile))}</code>); metrics as JSON in
-<code>reports/metrics/{esc(str(profile))}.json</code>.</small></p>
-</body></html>
-"""
-    dest = html_dir / "index.html"
-    html_dir.mkdir(parents=True, exist_ok=True)
-    dest.write_text(body, encoding="utf-8")
-    return dest
