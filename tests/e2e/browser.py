@@ -3,7 +3,8 @@ on 127.0.0.1 that the test starts and stops, and the figures the live view repor
 
 Chromium is a system package (``apt-get install chromium``; ``.ci/run`` installs it when missing),
 driven by Playwright for Python through ``executable_path``: no browser is downloaded. Without it
-the browser tests skip, except where ``FER_REQUIRE_BROWSER=1`` (CI) makes that a failure.
+the browser tests skip, except where ``FER_REQUIRE_BROWSER=1`` (CI) makes that a failure; the same
+goes for the ipywidgets 7.7 folder one test needs (``FER_IPYWIDGETS7``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,19 @@ def chromium_path() -> str:
         if found:
             return found
     message = "no chromium on PATH: apt-get install chromium (the browser tests drive the system browser)"
+    if os.environ.get("FER_REQUIRE_BROWSER") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def ipywidgets7_path() -> str:
+    """``$FER_IPYWIDGETS7``: a folder holding ipywidgets 7.7 (Colab's version) for a kernel's
+    PYTHONPATH. Absent outside CI: a skip, except where ``FER_REQUIRE_BROWSER=1`` (CI) fails."""
+    folder = os.environ.get("FER_IPYWIDGETS7")
+    if folder and (Path(folder) / "ipywidgets").is_dir():
+        return folder
+    message = (f"FER_IPYWIDGETS7={folder!r} holds no ipywidgets: set it to a folder made with `pip install --target "
+               "DIR --no-deps ipywidgets==7.7.5 ipython_genutils==0.2.0` (.ci/run does)")
     if os.environ.get("FER_REQUIRE_BROWSER") == "1":
         pytest.fail(message)
     pytest.skip(message)

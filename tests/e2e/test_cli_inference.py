@@ -12,6 +12,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from skimage import data as skimage_data
 
 from fer import cli
 from fer.annotate import ALPHA
@@ -22,8 +23,7 @@ MEDIA = SHARED_DIR / "media"
 
 @pytest.fixture(scope="module")
 def astronaut() -> np.ndarray:
-    data = pytest.importorskip("skimage.data")
-    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    return cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,10 @@ def test_predict_prints_a_table(photo, capsys):
     assert cli.main(["predict", str(photo)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:3] == ["image", "face", "box"] and len(out) == 2
-    assert out[1].split()[-8] in CLASSES
+    row = out[1].split()
+    assert str(photo).endswith(row[0]) and row[-8] == "happy"  # her smile (the path is cut to 30 characters)
+    probs = [float(p) for p in row[-7:]]
+    assert sum(probs) == pytest.approx(1, abs=0.01) and max(probs) == probs[CLASSES.index("happy")]
 
 
 def test_predict_json_is_analyze_per_image(photo, capsys):
@@ -66,6 +69,7 @@ def test_predict_json_is_analyze_per_image(photo, capsys):
     assert set(face) == {"box", "label", "probs"} and list(face["probs"]) == list(CLASSES)
 
 
+@pytest.mark.shared
 @pytest.mark.skipif(not (MEDIA / "happy.jpg").exists(), reason="../shared/media not present")
 def test_predict_on_the_sample_photos(capsys):
     photos = sorted(str(p) for p in MEDIA.glob("*.jpg"))
@@ -160,6 +164,7 @@ def test_python_m_fer_reports_errors_without_a_traceback(tmp_path):
     assert "error:" in done.stderr and "no such file" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_bench_reports_every_measurement(capsys):
     assert cli.main(["bench", "--frames", "3", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)

@@ -2,7 +2,7 @@
 
 The model is replaced by a stub (``create_app(analyze=...)`` or a monkeypatched
 ``fer.analyze``) so these tests are fast and test the app, not the model; one test runs the real
-``fer.analyze`` with the bundled model and skips while either is missing.
+``fer.analyze`` with the committed model (fer/weights/main.keras) on a real face.
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ import pytest
 
 import fer
 from fer import serve
-from fer.config import CLASSES, SHARED_DIR
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+from fer.config import CLASSES
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -201,33 +199,28 @@ def test_cli_serve_binds_localhost_by_default(monkeypatch):
     assert calls == [{"host": "127.0.0.1", "port": 5000}, {"host": "0.0.0.0", "port": 8080}]
 
 
-@pytest.mark.slow
 def test_real_analyze_end_to_end():
-    """The real detector and bundled model behind the endpoint (skips until both exist)."""
-    from fer import predict
+    """The real detector and the committed model behind the endpoint (fails if fer/weights lacks it)."""
+    from skimage import data as skimage_data
 
-    if not hasattr(predict, "analyze"):
-        pytest.skip("fer.predict.analyze is not implemented yet")
-    try:
-        predict.bundled_path()
-    except predict.ModelFileError as err:
-        pytest.skip(str(err))
     client = serve.create_app().test_client()
+    health = client.get("/healthz").get_json()
+    assert health["status"] == "ok" and health["model"]["file"] == "main.keras", health
     blank = _post(client, _png(np.full((240, 320, 3), 200, np.uint8)))
     assert blank.status_code == 200 and blank.get_json()["faces"] == []
-    assert client.get("/healthz").get_json()["status"] == "ok"
-    photo = SHARED_DIR / "media" / "happy.jpg"
-    if not photo.exists():
-        pytest.skip(f"{photo} not present (needs ../shared)")
-    body = _post(client, photo.read_bytes(), filename="happy.jpg").get_json()
-    assert len(body["faces"]) >= 1
-    x, y, w, h = body["faces"][0]["box"]
-    assert 0 <= x < x + w <= body["width"] and 0 <= y < y + h <= body["height"]
-    assert sum(body["faces"][0]["probs"].values()) == pytest.approx(1, abs=1e-3)
-    # the endpoint answers exactly what the library does on the same file
-    direct = fer.analyze(cv2.imread(str(photo)))
-    assert [f["box"] for f in body["faces"]] == [f["box"] for f in direct]
-    assert [f["label"] for f in body["faces"]] == [f["label"] for f in direct]
+    astronaut = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR)  # one smiling face
+    response = _post(client, _png(astronaut), filename="astronaut.png")
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert (body["width"], body["height"]) == (512, 512) and len(body["faces"]) == 1
+    (face,) = body["faces"]
+    x, y, w, h = face["box"]
+    assert 0 <= x < x + w <= 512 and 0 <= y < y + h <= 512
+    assert sum(face["probs"].values()) == pytest.approx(1, abs=1e-3) and face["label"] == "happy"
+    # the endpoint answers exactly what the library does on the same pixels
+    (direct,) = fer.analyze(astronaut)
+    assert face["box"] == direct["box"] and face["label"] == direct["label"]
+    assert face["probs"] == pytest.approx(direct["probs"], abs=1e-6)
 
 
 def test_cli_serve_without_a_model_fails_before_listening(monkeypatch, capsys):

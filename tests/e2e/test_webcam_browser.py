@@ -240,12 +240,10 @@ def test_notebook7_runs_notebook_04_live(root, page):
         _record("Notebook 7, buffers", browser.live_stats(view))
 
 
-@pytest.mark.skipif(not os.environ.get("FER_IPYWIDGETS7"), reason="set FER_IPYWIDGETS7 to a folder holding "
-                    "ipywidgets 7.7 (pip install --target DIR --no-deps ipywidgets==7.7.5 ipython_genutils); .ci/run does")
 def test_an_ipywidgets_7_kernel_runs_the_widget_both_ways(root, page, monkeypatch):
     # Colab's kernels have ipywidgets 7.7: the kernel side here is that version (on PYTHONPATH,
     # ahead of the project's ipywidgets 8), the page JupyterLab 4's widget manager.
-    monkeypatch.setenv("PYTHONPATH", os.environ["FER_IPYWIDGETS7"])
+    monkeypatch.setenv("PYTHONPATH", browser.ipywidgets7_path())
     (root / "ipywidgets7.ipynb").write_text(_notebook(
         "import ipywidgets\nfrom IPython.display import display\nfrom fer import webcam\n"
         "a, b = webcam.Webcam(), webcam.Webcam(transport='base64')\ndisplay(a, b)"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from skimage import data as skimage_data
 
 import fer
 from fer import faces, predict
@@ -21,8 +22,7 @@ needs_media = pytest.mark.skipif(not (MEDIA / "happy.jpg").exists(), reason="../
 
 @pytest.fixture(scope="module")
 def astronaut() -> np.ndarray:
-    data = pytest.importorskip("skimage.data")
-    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    return cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR)
 
 
 def _check_schema(result: list[dict], image: np.ndarray) -> None:
@@ -86,6 +86,7 @@ def test_exported_and_keras_backends_give_the_same_answer(astronaut):
     assert max(abs(a[c] - b[c]) for c in CLASSES) < 1e-4
 
 
+@pytest.mark.shared
 @needs_media
 @pytest.mark.parametrize("name", ["angry", "disgust", "happy", "justin_happy", "sad", "surprise"])
 def test_every_sample_photo_has_its_face_found(name):
@@ -95,6 +96,7 @@ def test_every_sample_photo_has_its_face_found(name):
     _check_schema(result, image)
 
 
+@pytest.mark.shared
 @needs_media
 @pytest.mark.parametrize("name,label", [("happy", "happy"), ("justin_happy", "happy"), ("surprise", "surprise")])
 def test_clear_expressions_get_their_label(name, label):
@@ -102,6 +104,7 @@ def test_clear_expressions_get_their_label(name, label):
     assert face["label"] == label, face["probs"]
 
 
+@pytest.mark.shared
 @needs_media
 def test_the_face_is_found_in_every_frame_of_the_sample_video():
     cap = cv2.VideoCapture(str(MEDIA / "woman2.mp4"))

@@ -1,10 +1,12 @@
 """Behavioural tests of the shipped model (fer/weights): what users rely on, not its internals."""
 
+import hashlib
 import json
 import shutil
 
 import numpy as np
 import pytest
+from skimage import data as skimage_data
 
 import fer
 from fer import predict
@@ -34,6 +36,17 @@ def public_test(tmp_path_factory):
     from fer import data
 
     return data.load(ZIP, cache_dir=tmp_path_factory.mktemp("cache"))["public_test"]
+
+
+def test_the_shipped_models_and_their_cards_are_committed():
+    """Everything that runs a model needs these files: without them the suite fails (never skips)."""
+    for name in SHIPPED:
+        model, card = WEIGHTS_DIR / name, (WEIGHTS_DIR / name).with_suffix(".json")
+        for path in (model, card):
+            assert path.is_file(), f"{path} is missing: it is committed with the project (git checkout fer/weights)"
+        # a Git LFS pointer is ~130 bytes; the smallest shipped model is ~0.5 MB
+        assert model.stat().st_size > 100_000, f"{model} is not a model file (an LFS pointer?)"
+        assert json.loads(card.read_text())["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest(), name
 
 
 def test_bundled_model_is_main():
@@ -70,6 +83,8 @@ def test_corrupted_model_file_is_refused(tmp_path):
         fer.load_classifier(bad)
 
 
+@pytest.mark.slow
+@pytest.mark.shared
 @needs_data
 def test_public_test_accuracy_matches_the_model_card(shipped, public_test):
     _, clf = shipped
@@ -80,6 +95,8 @@ def test_public_test_accuracy_matches_the_model_card(shipped, public_test):
     assert acc >= claimed - 0.005, f"PublicTest accuracy {acc:.4f} < card's {claimed:.4f} - 0.5 pt"
 
 
+@pytest.mark.slow
+@pytest.mark.shared
 @needs_data
 def test_mirrored_faces_keep_their_class(clf, public_test):
     x, _ = public_test
@@ -91,7 +108,6 @@ def test_mirrored_faces_keep_their_class(clf, public_test):
 
 
 def test_astronaut_smile_is_happy():
-    skimage_data = pytest.importorskip("skimage.data")
     rgb = skimage_data.astronaut()
     faces = fer.analyze(np.ascontiguousarray(rgb[:, :, ::-1]))
     assert len(faces) == 1

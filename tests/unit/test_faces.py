@@ -8,14 +8,14 @@ from importlib import metadata
 import cv2
 import numpy as np
 import pytest
+from skimage import data as skimage_data
 
 from fer import faces
 
 
 @pytest.fixture(scope="module")
 def astronaut() -> np.ndarray:
-    data = pytest.importorskip("skimage.data")
-    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    return cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR)
 
 
 # Eileen Collins' face in skimage's astronaut photo (512x512), measured by eye.
@@ -89,8 +89,7 @@ def test_crop_is_48x48_uint8_even_at_the_image_border(astronaut):
 
 def test_crop_levels_the_eyes():
     """A face rotated by 20 degrees is rotated back: its crop matches the upright one."""
-    data = pytest.importorskip("skimage.data")
-    image = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    image = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR)
     gray = faces.to_gray(image)
     (upright,) = faces.detect(image)
     m = cv2.getRotationMatrix2D(_centre(upright), 20, 1.0)
