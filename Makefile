@@ -20,7 +20,7 @@ endif
 ENV_STAMP := $(if $(CONDA_PREFIX),$(CONDA_PREFIX),.venv)/.fer-study-installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help env data smoke reproduce ensemble ensemble-full reports test lint demo clean
+.PHONY: help env data smoke reproduce ensemble ensemble-full reports test test-fast lint demo clean
 
 help: ## show this list
 	@echo "usage: make <target> [PROFILE=smoke|cpu|full]"
@@ -82,6 +82,9 @@ reports: $(ENV_STAMP) ## render the already executed notebooks to HTML in report
 
 test: $(ENV_STAMP) ## run the test suite (tests needing ../shared skip when it is absent)
 	$(PYTHON) -m pytest
+
+test-fast: $(ENV_STAMP) ## the test suite without the tests marked slow (a few minutes on 2 cores)
+	$(PYTHON) -m pytest -m "not slow"
 
 lint: $(ENV_STAMP) ## ruff, and check that notebooks are committed without outputs
 	$(PYTHON) -m ruff check .

@@ -9,16 +9,13 @@ import re
 import shutil
 import subprocess
 
-import pytest
-
 from fer.config import PROJECT_DIR
 
-pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-
-REQUIRED = ["help", "env", "data", "smoke", "reproduce", "reports", "test", "lint", "demo", "clean"]
+REQUIRED = ["help", "env", "data", "smoke", "reproduce", "reports", "test", "test-fast", "lint", "demo", "clean"]
 
 
 def make(*args: str, **env: str) -> str:
+    assert shutil.which("make"), "make is not installed (apt-get install make): it is how README runs every step"
     environ = {k: v for k, v in os.environ.items() if k not in ("CONDA_PREFIX", "MAKEFLAGS")}
     out = subprocess.run(["make", "--no-print-directory", *args], cwd=PROJECT_DIR, env={**environ, **env},
                          capture_output=True, text=True, timeout=30)
@@ -41,6 +38,17 @@ def test_commands_run_through_the_project_environment(tmp_path):
     assert "venv" not in plan  # no .venv when conda is active
     assert f"{tmp_path}/bin/python -m fer reproduce --profile cpu" in make("-n", "reproduce", **stamp_free)
     assert "--profile smoke" in make("-n", "reproduce", "PROFILE=smoke", **stamp_free)
+
+
+def test_test_runs_everything_and_test_fast_leaves_out_the_slow_tests(tmp_path):
+    stamp = tmp_path / ".fer-study-installed"
+    stamp.touch()
+    os.utime(stamp, (2**31, 2**31))  # an installed environment: only the pytest line is planned
+    py = f"{tmp_path}/bin/python -m pytest"
+    assert make("-n", "test", CONDA_PREFIX=str(tmp_path)).splitlines() == [py]
+    assert make("-n", "test-fast", CONDA_PREFIX=str(tmp_path)).splitlines() == [f"{py} -m \"not slow\""]
+    ini = (PROJECT_DIR / "pyproject.toml").read_text()
+    assert '"slow: ' in ini  # the marker test-fast selects on is declared (pytest warns on unknown ones)
 
 
 def test_installed_environment_is_not_reinstalled(tmp_path):

@@ -93,6 +93,7 @@ def test_augmentation_and_mixup_stay_float32_under_mixed_precision(splits, polic
     np.testing.assert_allclose(labels.numpy().sum(axis=1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["smoke", "cpu", "full"])
 def test_every_profile_block_trains_under_mixed_precision(name, splits, tmp_path):
     # each block's own recipe (architecture, optimizer, mixup, augmentation) for a few steps, in
@@ -165,6 +166,7 @@ def test_host_batches_are_repeatable_mixed_and_reshuffled_each_epoch(splits):
         train.HostBatches(x[:, :40, :40], y, cfg, 40)
 
 
+@pytest.mark.slow
 def test_host_pipeline_fits_under_tensorflow_too(splits, tmp_path, monkeypatch):
     # the pipeline Keras on JAX/PyTorch uses (no tf.data there); chosen explicitly here
     drawn, getitem = [], train.HostBatches.__getitem__
@@ -174,12 +176,14 @@ def test_host_pipeline_fits_under_tensorflow_too(splits, tmp_path, monkeypatch):
     # each epoch draws its own batches (Keras also ends an "epoch" after peeking at the first batch)
     assert [e for i, e in enumerate(drawn) if i == 0 or e != drawn[i - 1]] == [0, 1, 2, 3]
     assert history["pipeline"] == "host" and history["accuracy"][-1] > 0.5  # chance: 0.14
-    assert len(history["val_accuracy"]) == 4 and (tmp_path / "best.keras").exists()
+    assert len(history["val_accuracy"]) == 4
+    assert keras.saving.load_model(tmp_path / "best.keras").count_params() == model.count_params()
     assert train.resolve_pipeline("auto") == "tf.data"  # this environment's backend is TensorFlow
     with pytest.raises(ValueError, match="pipeline"):
         tiny_config(pipeline="gpu")
 
 
+@pytest.mark.slow
 def test_a_run_with_float16_weights_ships_half_size_and_computes_what_its_card_says(splits, tmp_path):
     profile = tiny_profile()
     card = train.run(profile, splits, run_dir=tmp_path / "run", verbose=0, float16_weights=True)
@@ -215,10 +219,17 @@ def test_class_weights_favour_rare_classes():
     assert train.class_weights(y, "sqrt")[1] == pytest.approx(np.sqrt(w[1]))
 
 
+@pytest.mark.slow
 def test_smoke_fit_learns_generated_patterns(splits, tmp_path):
     model, history = train.fit(splits["train"], splits["public_test"], tiny_config(epochs=4), run_dir=tmp_path, verbose=0)
     assert history["accuracy"][-1] > 0.5  # 7 classes: chance is 0.14
-    assert (tmp_path / "log.csv").exists() and (tmp_path / "best.keras").exists()
+    import csv
+
+    logged = list(csv.DictReader(open(tmp_path / "log.csv")))  # one row an epoch, as fit reported it
+    assert [int(r["epoch"]) for r in logged] == [0, 1, 2, 3]
+    assert [float(r["val_accuracy"]) for r in logged] == pytest.approx(history["val_accuracy"], abs=1e-6)
+    best = keras.saving.load_model(tmp_path / "best.keras")  # the checkpoint: the same network
+    assert best.count_params() == model.count_params()
     assert json.loads((tmp_path / "config.json").read_text())["arch"] == "resnet"
 
 
@@ -228,6 +239,7 @@ class Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_interrupted_fit_resumes_from_last_epoch(splits, tmp_path):
     cfg = tiny_config(epochs=2)
     with pytest.raises(KeyboardInterrupt):
@@ -244,6 +256,7 @@ def test_interrupted_fit_resumes_from_last_epoch(splits, tmp_path):
     assert history["elapsed_s"][1] >= history["elapsed_s"][0]
 
 
+@pytest.mark.slow
 def test_a_run_killed_while_writing_its_backup_resumes_from_the_epoch_before(splits, tmp_path, monkeypatch):
     """A kill in the middle of the backup's write (seen on a GPU: SIGTERM at an epoch's end left a
     truncated latest.weights.h5) must not leave a run that cannot resume."""
@@ -278,6 +291,7 @@ class EpochCounter(keras.callbacks.Callback):
         self.epochs.append(epoch)
 
 
+@pytest.mark.slow
 def test_a_run_folder_with_other_settings_is_set_aside_not_resumed_or_overwritten(splits, tmp_path):
     run_dir = tmp_path / "main"
     with pytest.raises(KeyboardInterrupt):  # an interrupted run with lr 3e-3 ...
@@ -293,6 +307,7 @@ def test_a_run_folder_with_other_settings_is_set_aside_not_resumed_or_overwritte
     assert len((run_dir / "log.csv").read_text().splitlines()) == 3  # header + the new run's two
 
 
+@pytest.mark.slow
 def test_seeded_runs_are_repeatable(splits):
     cfg = tiny_config(epochs=1, deterministic=True, max_train=64)
     weights = []
@@ -313,6 +328,7 @@ class TrainableTrace(keras.callbacks.Callback):
         self.steps.append([np.array(v) for v in self.model.trainable_weights])
 
 
+@pytest.mark.slow
 def test_ema_leaves_the_moving_average_of_the_weights_in_the_model(splits, tmp_path):
     trace = TrainableTrace()
     model, _ = train.fit(splits["train"], None, tiny_config(epochs=2, ema=0.5, max_train=64), run_dir=tmp_path,
@@ -350,6 +366,7 @@ class EmaProbe(keras.callbacks.Callback):
                 raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_an_interrupted_ema_run_resumes_with_its_average(splits, tmp_path):
     cfg = tiny_config(epochs=2, ema=0.9, max_train=64)
     probe = EmaProbe(interrupt=True)
@@ -385,6 +402,7 @@ def test_classifier_sees_what_validation_saw(splits):
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_finished_run_is_reused_only_with_the_same_configuration_and_data(splits, tmp_path, capsys):
     profile = tiny_profile()
     first = train.run(profile, splits, run_dir=tmp_path, verbose=0)
@@ -408,6 +426,7 @@ def test_finished_run_is_reused_only_with_the_same_configuration_and_data(splits
         assert (folder / "model.keras").exists() and len((folder / "log.csv").read_text().splitlines()) == 2
 
 
+@pytest.mark.slow
 def test_shipped_copy_of_a_bfloat16_run_is_float32_with_the_same_predictions(splits, tmp_path):
     profile = {"profile": "t", "data_source": "synthetic", "seed": 0,
                "train": {"arch": "resnet", "epochs": 1, "batch_size": 16, "warmup_epochs": 0,
@@ -435,6 +454,7 @@ def test_shipped_copy_of_a_bfloat16_run_is_float32_with_the_same_predictions(spl
     np.testing.assert_allclose(lite.predict_proba(x), shipped.predict_proba(x), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_ensemble_averages_its_members_in_one_file(tmp_path):
     small = {"crop": 40, "stem_width": 8, "widths": [8, 16], "blocks": [1, 1]}
     keras.utils.set_random_seed(0)
@@ -456,6 +476,7 @@ def test_ensemble_averages_its_members_in_one_file(tmp_path):
         models.ensemble([a])
 
 
+@pytest.mark.slow
 def test_ensemble_run_combines_finished_runs_and_refuses_other_data(splits, tmp_path):
     from fer import cli
     from fer.predict import load_classifier
@@ -495,6 +516,7 @@ def test_ensemble_run_combines_finished_runs_and_refuses_other_data(splits, tmp_
     assert cli.main(["ensemble", str(tmp_path / "s0"), "--data", "synthetic"]) == 2
 
 
+@pytest.mark.slow
 def test_distillation_targets_mix_label_and_teacher_and_train(splits, tmp_path):
     profile = tiny_profile()
     teacher = train.run(profile, splits, run_dir=tmp_path / "teacher", verbose=0)
@@ -516,6 +538,7 @@ def test_distillation_targets_mix_label_and_teacher_and_train(splits, tmp_path):
     assert student["config"]["teacher"] == path
 
 
+@pytest.mark.slow
 def test_a_run_is_reused_only_with_the_same_teacher_file_not_just_its_path(splits, tmp_path):
     profile = tiny_profile()
     path = tmp_path / "teacher.keras"
@@ -534,6 +557,7 @@ def test_a_run_is_reused_only_with_the_same_teacher_file_not_just_its_path(split
     assert json.loads((tmp_path / "student" / "config.json").read_text())["files"] == {"teacher": teacher_sha(path)}
 
 
+@pytest.mark.slow
 def test_online_distillation_labels_each_augmented_batch_as_the_student_sees_it(splits, tmp_path):
     profile = tiny_profile()
     train.run(profile, splits, run_dir=tmp_path / "teacher", verbose=0)
@@ -569,6 +593,7 @@ def test_the_online_teacher_runs_in_keras_where_litert_is_not_the_fast_path(monk
     assert train.teacher_backend() == "keras"  # no TensorFlow to convert with
 
 
+@pytest.mark.slow
 def test_an_online_teacher_in_the_train_step_gives_the_host_pipelines_targets(splits, tmp_path, monkeypatch):
     profile = tiny_profile()
     train.run(profile, splits, run_dir=tmp_path / "teacher", verbose=0)
@@ -609,6 +634,7 @@ def test_an_online_teacher_in_the_train_step_gives_the_host_pipelines_targets(sp
     assert not (tmp_path / "refused").exists()
 
 
+@pytest.mark.slow
 def test_a_run_can_start_from_a_trained_model_of_the_same_network(splits, tmp_path):
     profile = tiny_profile()
     first = train.run(profile, splits, run_dir=tmp_path / "first", verbose=0)
@@ -660,6 +686,7 @@ def test_inconsistent_distillation_options_are_refused_before_training(options, 
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_runs_from_before_a_new_training_option_are_still_reused(splits, tmp_path, capsys):
     profile = tiny_profile()
     train.run(profile, splits, run_dir=tmp_path, verbose=0)
@@ -675,6 +702,7 @@ def test_runs_from_before_a_new_training_option_are_still_reused(splits, tmp_pat
     assert "reusing" not in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_cli_epochs_override_the_trained_blocks_own(tmp_path, capsys):
     from fer import cli
 

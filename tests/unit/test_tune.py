@@ -23,6 +23,7 @@ def result(tmp_path_factory):
     return tune.search(PROFILE, splits, directory=tmp_path_factory.mktemp("tune"), verbose=0), splits
 
 
+@pytest.mark.slow
 def test_search_saves_best_hyperparameters_in_the_profile_space(result):
     res, _ = result
     assert res.trials == 2 and len(res.table) == 2
@@ -37,6 +38,7 @@ def test_search_saves_best_hyperparameters_in_the_profile_space(result):
     assert res.table["val_accuracy"].is_monotonic_decreasing
 
 
+@pytest.mark.slow
 def test_rerun_resumes_and_says_so(result, capsys):
     res, splits = result
     again = tune.search(PROFILE, splits, directory=res.directory, verbose=0)
@@ -55,6 +57,7 @@ def test_default_space_stays_within_the_parameter_budget():
             assert model.count_params() <= 5_000_000
 
 
+@pytest.mark.slow
 def test_params_limit_the_search_and_the_rest_keep_the_profile_values(tmp_path):
     profile = {**PROFILE, "tune": {**PROFILE["tune"], "params": ["lr"]}}
     profile["train"] = {**PROFILE["train"], "weight_decay": 0.02, "hp": {"crop": 40, "dropout": 0.3}}
@@ -70,6 +73,7 @@ def test_unknown_or_empty_params_are_refused_before_any_trial():
         tune.space(kt.HyperParameters(), "baseline", params=["width"])
 
 
+@pytest.mark.slow
 def test_changed_settings_start_a_new_search_beside_the_old_one(result, capsys):
     res, splits = result
     changed = {**PROFILE, "train": {**PROFILE["train"], "label_smoothing": 0.0}}
