@@ -16,8 +16,6 @@ import fer
 from fer import export, predict
 from fer.config import NUM_CLASSES
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def keras_clf():
@@ -41,6 +39,7 @@ def exported(tmp_path_factory, keras_clf, calibration):
     return export.export(keras_clf.path, out, list(export.FORMATS), representative=calibration[0])
 
 
+@pytest.mark.slow  # the exported fixture: every format converted once (~1 min)
 def test_every_format_has_its_own_card(exported):
     cards = {fmt: predict.card_path(path) for fmt, path in exported.items()}
     assert len(set(cards.values())) == len(export.FORMATS)  # main.tflite and main.onnx once shared main.json
@@ -48,6 +47,7 @@ def test_every_format_has_its_own_card(exported):
         assert fer.load_classifier(path).card["export"]["format"] == fmt
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["tflite", "tflite-fp16", "onnx"])
 def test_float_exports_agree_with_keras(exported, keras_clf, check_faces, fmt):
     clf = fer.load_classifier(exported[fmt])
@@ -58,6 +58,7 @@ def test_float_exports_agree_with_keras(exported, keras_clf, check_faces, fmt):
     assert r["max_abs_diff"] < (1e-4 if fmt == "onnx" else 0.01), r
 
 
+@pytest.mark.slow
 def test_int8_export_only_disagrees_on_near_ties(exported, keras_clf, check_faces, calibration):
     clf = fer.load_classifier(exported["tflite-int8"])
     r = export.parity(keras_clf, clf, check_faces)
@@ -77,6 +78,7 @@ def test_int8_export_only_disagrees_on_near_ties(exported, keras_clf, check_face
     assert exported["tflite-int8"].stat().st_size < 0.6 * exported["onnx"].stat().st_size
 
 
+@pytest.mark.slow
 def test_exported_models_take_batches_of_any_size_and_tta(exported):
     clf = fer.load_classifier(exported["onnx"])
     faces = np.random.default_rng(0).integers(0, 256, (3, 48, 48), dtype=np.uint8)
@@ -102,6 +104,7 @@ def test_unknown_export_format_is_refused(tmp_path):
         export.export(None, tmp_path, ["coreml"])
 
 
+@pytest.mark.slow
 def test_each_export_carries_a_card_that_is_verified(exported, keras_clf, tmp_path):
     import json
     import shutil
