@@ -73,6 +73,14 @@ def test_learning_curves_accept_history_and_log_table():
     hist = {"loss": [2.0, 1.5], "val_loss": [1.9, 1.7], "accuracy": [0.3, 0.5], "val_accuracy": [0.3, 0.4], "wall_s": 3.0}
     fig = plots.learning_curves({"a": hist, "b": pd.DataFrame(hist).drop(columns="wall_s")})
     assert len(fig.axes[0].lines) == 4 and len(fig.axes[1].lines) == 4
+    for ax, key in zip(fig.axes, ("loss", "accuracy"), strict=True):  # each curve is its run's numbers
+        assert ax.get_title() == key
+        curves = {line.get_label(): line for line in ax.lines}
+        assert set(curves) == {f"{r} {s}" for r in "ab" for s in ("train", "validation")}
+        for run in "ab":
+            np.testing.assert_allclose(curves[f"{run} train"].get_ydata(), hist[key])
+            np.testing.assert_allclose(curves[f"{run} validation"].get_ydata(), hist[f"val_{key}"])
+            np.testing.assert_array_equal(curves[f"{run} train"].get_xdata(), [1, 2])
 
 
 def test_draw_predictions_boxes_the_face_and_keeps_the_image():
