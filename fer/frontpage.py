@@ -13,11 +13,10 @@ import html
 import json
 import os
 import re
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from fer.config import CLASSES, REPORTS_DIR, WEIGHTS_DIR
+from fer.config import CLASSES, PACKAGE_DIR, REPORTS_DIR, WEIGHTS_DIR
 
 #: FER2013's own names for the splits the metrics call public_test / private_test
 SPLIT_NAMES = {"public_test": "PublicTest", "private_test": "PrivateTest"}
@@ -78,59 +77,22 @@ def headline(metrics: dict[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- per class
 
 
-class _Tables(HTMLParser):
-    """The tables of one ``<h2>`` section of an nbconvert page: caption, header and rows."""
-
-    def __init__(self, section_id: str):
-        super().__init__()
-        self.section_id, self.inside, self.tables = section_id, False, []
-        self._cell: list[str] | None = None
-        self._row: list[str] = []
-        self._caption = False
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "h2":
-            self.inside = dict(attrs).get("id") == self.section_id
-        elif not self.inside:
-            return
-        elif tag == "table":
-            self.tables.append({"caption": "", "rows": []})
-        elif tag == "caption" and self.tables:
-            self._caption = True
-        elif tag == "tr":
-            self._row = []
-        elif tag in ("th", "td"):
-            self._cell = []
-
-    def handle_endtag(self, tag):
-        if not self.inside or not self.tables:
-            return
-        if tag == "caption":
-            self._caption = False
-        elif tag in ("th", "td") and self._cell is not None:
-            self._row.append("".join(self._cell).strip())
-            self._cell = None
-        elif tag == "tr":
-            self.tables[-1]["rows"].append(self._row)
-
-    def handle_data(self, data):
-        if self.inside and self._caption:
-            self.tables[-1]["caption"] += data.strip()
-        elif self.inside and self._cell is not None:
-            self._cell.append(data)
-
-
 def per_class_from_report(page: str | os.PathLike) -> dict[str, dict[str, dict[str, float]]]:
     """``{split: {class: {"precision", "recall", "f1-score", "support"}}}`` from the "Per class"
     tables of a rendered ``03_evaluate.html`` (the notebook's ``evaluate.per_class_table``)."""
-    parser = _Tables("Per-class")
-    parser.feed(Path(page).read_text(encoding="utf-8"))
+    text = Path(page).read_text(encoding="utf-8")
+    start = text.find('<h2 id="Per-class"')
+    section = text[start:text.find("<h2", start + 1)] if start >= 0 else ""
     found = {}
-    for table in parser.tables:
-        header, *rows = table["rows"]
-        columns = header[1:]
+    for table in re.findall(r"<table.*?</table>", section, re.S):
+        rows = [[html.unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", r, re.S)]
+                for r in re.findall(r"<tr.*?</tr>", table, re.S)]
+        caption = re.search(r"<caption>(.*?)</caption>", table, re.S)
+        if not caption or len(rows) < 2:
+            continue
+        columns = rows[0][1:]
         try:
-            found[table["caption"]] = {r[0]: dict(zip(columns, map(float, r[1:]), strict=True)) for r in rows}
+            found[caption.group(1).strip()] = {r[0]: dict(zip(columns, map(float, r[1:]), strict=True)) for r in rows[1:]}
         except ValueError:  # not the table of numbers this expects
             continue
     return found
@@ -192,38 +154,7 @@ def per_class_svg(table: dict[str, dict[str, float]], accuracy: float | None = N
 
 # --------------------------------------------------------------------------- the page
 
-CSS = """
-:root{--fg:#1d2330;--muted:#5b6474;--line:#e3e6eb;--card:#f6f7f9;--accent:#2f62b3;--warm:#d98a1c}
-*{box-sizing:border-box} body{font:16px/1.55 system-ui,-apple-system,"Segoe UI",sans-serif;color:var(--fg);
-margin:0 auto;max-width:60rem;padding:1rem 1rem 3rem}
-h1{font-size:1.6rem;margin:.5rem 0 .2rem} h2{font-size:1.25rem;margin:2.2rem 0 .6rem;border-bottom:1px solid var(--line)}
-.meta,.note,small{color:var(--muted)} .note{font-size:.92rem}
-code{background:var(--card);padding:0 .25rem;border-radius:3px;font-size:.9em;overflow-wrap:break-word}
-nav{display:flex;flex-wrap:wrap;gap:.3rem .9rem;font-size:.92rem;margin:.3rem 0}
-.hero{background:var(--card);border-radius:12px;padding:1rem 1.2rem;margin-top:1rem}
-.eyebrow{text-transform:uppercase;letter-spacing:.06em;font-size:.78rem;color:var(--muted);margin:0}
-.hero h2{border:0;margin:.2rem 0 .4rem}
-.big{display:flex;flex-wrap:wrap;align-items:baseline;gap:.3rem 1rem;margin:.6rem 0}
-.big .num{font-size:3rem;font-weight:700;color:var(--accent);line-height:1}
-.stats{display:grid;grid-template-columns:repeat(auto-fit,minmax(9.5rem,1fr));gap:.6rem;margin:.8rem 0 .2rem}
-.stat{background:#fff;border:1px solid var(--line);border-radius:8px;padding:.5rem .7rem}
-.stat b{display:block;font-size:1.15rem} .stat span{font-size:.85rem;color:var(--muted)}
-.scroll{overflow-x:auto} table{border-collapse:collapse;width:100%;font-size:.93rem}
-th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}
-td.n{text-align:right;white-space:nowrap} tr.ours td{background:#eef3fb} tr.ours td:first-child>b{color:var(--accent)}
-td small{display:block;margin-top:.15rem}
-.bar{display:inline-block;height:.6rem;background:var(--accent);border-radius:2px;margin-right:.4rem;vertical-align:middle}
-tr:not(.ours) .bar{background:#9aa6b8}
-.tag{display:inline-block;font-size:.75rem;padding:0 .45rem;border-radius:99px;background:#fdf0dc;color:#8a5300;white-space:nowrap}
-.tag.ship{background:#e3f1e6;color:#1f6b35}
-svg.chart{width:100%;height:auto;max-width:36rem;font-size:14px} svg .recall{fill:var(--accent)} svg .f1{fill:var(--warm)}
-svg .grid{stroke:var(--line)} svg .overall{stroke:#c0392b;stroke-dasharray:4 3;stroke-width:1.5}
-svg text{fill:var(--fg)} svg .cls{font-weight:600} svg .tick,svg .val{fill:var(--muted);font-size:12px}
-svg .val{paint-order:stroke;stroke:#fff;stroke-width:3px}
-ol.reports li{margin:.3rem 0}
-@media (max-width:40rem){.wide{display:none}}
-@media (max-width:30rem){.big .num{font-size:2.4rem} body{padding:.6rem}}
-"""
+CSS = PACKAGE_DIR / "static" / "frontpage.css"  # inlined: the page stays one file
 
 
 def _stat(value: str, label: str) -> str:
@@ -455,7 +386,8 @@ def index_page(html_dir: str | os.PathLike, reports_dir: str | os.PathLike = REP
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>FER study: results and reports ({esc(str(profile))})</title>
-<style>{CSS}</style></head>
+<style>
+{CSS.read_text(encoding="utf-8")}</style></head>
 <body>
 <h1>Facial expression recognition on FER2013</h1>
 <p class="meta">Profile <code>{esc(str(profile))}</code> &middot; data <code>{esc(str(data))}</code>{executed}{took}</p>
