@@ -8,7 +8,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PROFILE ?= cpu
-#: the interpreter used to create .venv (3.10 or newer)
+#: the interpreter used to create .venv (3.11 or newer)
 BASE_PYTHON ?= python3
 ifdef CONDA_PREFIX
 PYTHON := $(CONDA_PREFIX)/bin/python

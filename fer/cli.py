@@ -88,11 +88,11 @@ def _load_profile_and_data(args):
 
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model from a params profile", description=(
-        "Train the main (block 'train'), lite or baseline model of a params profile. Runs go to "
+        "Train the main, lite or baseline model of a params profile (its main:, lite: or baseline: block). Runs go to "
         "runs/<profile>/<name>/ (log.csv, best.keras, model.keras, card.json) and resume after an "
         "interruption. --ship copies the result into fer/weights/ with its model card."))
     _profile_args(p)
-    p.add_argument("--model", default="train", choices=["train", "lite", "baseline"],
+    p.add_argument("--model", default="main", choices=["main", "lite", "baseline"],
                    help="profile block to train: train (main model), lite or baseline")
     p.add_argument("--hp", help="JSON file of hyperparameters overriding the block (e.g. the tuner's best)")
     p.add_argument("--run-dir", help="where to write the run (default: runs/<profile>/<name>)")
@@ -106,22 +106,21 @@ def add_train(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from fer import train
+    from fer import runs
 
     profile, splits = _load_profile_and_data(args)
     hp = json.loads(open(args.hp).read()) if args.hp else {}
     if args.epochs is not None:  # the profile's flat epochs only sets the main block's; this is explicit
         hp["epochs"] = args.epochs
-    card = train.run(profile, splits, block=args.model, hp=hp, run_dir=args.run_dir, verbose=2,
-                     float16_weights=args.float16_weights)
-    _report_run(card, args.run_dir or train.RUNS_DIR / str(profile["profile"]) / card["name"], args.ship,
-                args.weights_dir)
+    card = runs.run(profile, splits, block=args.model, hp=hp, run_dir=args.run_dir, verbose=2,
+                    float16_weights=args.float16_weights)
+    _report_run(card, args.ship, args.weights_dir)
     return 0
 
 
-def _report_run(card: dict, run_dir, ship: bool, weights_dir=None) -> None:
+def _report_run(card: dict, ship: bool, weights_dir=None) -> None:
     """Print a finished run's card in one line; with ``ship`` copy it into fer/weights/."""
-    from fer import train
+    from fer import runs
 
     m = card["metrics"]["validation"]
     print(f"{card['name']}: {card['params']:,} params, {card['epochs_run']} epochs in "
@@ -129,7 +128,7 @@ def _report_run(card: dict, run_dir, ship: bool, weights_dir=None) -> None:
           f"{m['accuracy_single']:.4f} (flip {m['accuracy_flip']:.4f}, ten-crop {m['accuracy_tencrop']:.4f}), "
           f"macro-F1 {m['macro_f1_single']:.4f}")
     if ship:
-        dest = train.ship(run_dir, name=card["name"], weights_dir=weights_dir)
+        dest = runs.ship(card["run_dir"], name=card["name"], weights_dir=weights_dir)
         print(f"shipped {dest} ({dest.stat().st_size / 1e6:.1f} MB)")
 
 
@@ -152,14 +151,14 @@ def add_ensemble(sub) -> None:
 
 
 def cmd_ensemble(args) -> int:
-    from fer import train
+    from fer import runs
 
     if len(args.members) < 2:
         raise CLIError("an ensemble needs at least two training runs")
     profile, splits = _load_profile_and_data(args)
-    card = train.ensemble_run(profile, splits, args.members, run_dir=args.run_dir, name=args.name,
-                              float16_weights=args.float16_weights)
-    _report_run(card, args.run_dir or train.RUNS_DIR / str(profile["profile"]) / f"{args.name}-ensemble", args.ship)
+    card = runs.ensemble_run(profile, splits, args.members, run_dir=args.run_dir, name=args.name,
+                             float16_weights=args.float16_weights)
+    _report_run(card, args.ship)
     return 0
 
 
@@ -178,7 +177,7 @@ def add_tune(sub) -> None:
 
 
 def cmd_tune(args) -> int:
-    from fer import train, tune
+    from fer import runs, tune
 
     profile, splits = _load_profile_and_data(args)
     result = tune.search(profile, splits, directory=args.dir, overwrite=args.overwrite, verbose=2)
@@ -186,7 +185,7 @@ def cmd_tune(args) -> int:
     print(f"best hyperparameters ({result.trials} trials): {json.dumps(result.best_hp)}")
     print(f"saved {result.directory / 'best_hp.json'}")
     if args.train:
-        card = train.run(profile, splits, block="train", hp=result.best_hp, verbose=2)
+        card = runs.run(profile, splits, block="main", hp=result.best_hp, verbose=2)
         print(f"retrained main model: {card['metrics']['validation']}")
     return 0
 
@@ -410,11 +409,41 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def add_cards(sub) -> None:
+    p = sub.add_parser("cards", help="the shipped models' cards: accuracy, size, training", description=(
+        "Read the model cards in fer/weights/ (one JSON file beside each model). Default: one line per "
+        "model. --markdown prints the results table README.md carries (a test checks they agree)."))
+    p.add_argument("--markdown", action="store_true", help="print the README's results table")
+    p.add_argument("--json", action="store_true", help="print the cards as JSON")
+    p.add_argument("--weights-dir", help="where the cards are (default: fer/weights/)")
+    p.set_defaults(handler=cmd_cards)
+
+
+def cmd_cards(args) -> int:
+    from fer import cards
+    from fer.config import MODELS, WEIGHTS_DIR
+
+    weights = args.weights_dir or WEIGHTS_DIR
+    if args.markdown:
+        print(cards.results_markdown(weights), end="")
+        return 0
+    found = {name: card for name in MODELS if (card := cards.bundled(name, weights)) is not None}
+    if not found:
+        raise CLIError(f"no model cards in {weights}")
+    if args.json:
+        print(json.dumps(found, indent=2))
+    for name, card in {} if args.json else found.items():
+        m = card["metrics"]["validation"]
+        print(f"{name}: {card['params']:,} params, {card['data']['validation']} accuracy {m['accuracy_single']:.4f} "
+              f"(ten-crop {m['accuracy_tencrop']:.4f}), macro-F1 {m['macro_f1_single']:.4f}, sha256 {card['sha256'][:12]}")
+    return 0
+
+
 # --------------------------------------------------------------------------- entry point
 
 #: Every command's ``add_*`` function, in the order ``--help`` lists them.
 COMMANDS = [add_data, add_train, add_ensemble, add_tune, add_predict, add_annotate, add_export, add_bench, add_serve,
-            add_reproduce, add_reports]
+            add_reproduce, add_reports, add_cards]
 
 
 def build_parser() -> argparse.ArgumentParser:

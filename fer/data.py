@@ -123,8 +123,7 @@ def source_hash(path: str | os.PathLike) -> str:
             h.update(f"{f.relative_to(path).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     else:
         with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
+            hashlib.file_digest(fh, lambda: h)  # reads the file into h, in chunks
     return h.hexdigest()
 
 

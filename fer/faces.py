@@ -129,14 +129,12 @@ def blazeface_file(model: str = DEFAULT_MODEL) -> Path:
 
 
 def _interpreter(path: Path, threads: int | None):
+    from fer.runtimes import interpreter_class
+
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        Interpreter = interpreter_class()
     except ImportError:
-        try:
-            from tensorflow.lite import Interpreter  # type: ignore[no-redef]
-        except ImportError:
-            raise DetectorUnavailable(
-                "running BlazeFace needs LiteRT or TensorFlow: pip install ai-edge-litert") from None
+        raise DetectorUnavailable("running BlazeFace needs LiteRT or TensorFlow: pip install ai-edge-litert") from None
     return Interpreter(model_path=str(path), num_threads=threads)
 
 

@@ -244,7 +244,7 @@ def write_index(html_dir: str | os.PathLike, reports_dir: str | os.PathLike = RE
     path = Path(reports_dir) / "metrics" / f"{profile}.json"
     if path.exists():
         metrics = json.loads(path.read_text())
-    from fer.evaluate import short_path
+    from fer.config import short_path
 
     data = params.get("data_source") or metrics.get("explore", {}).get("source")
     data = short_path(data) if data and Path(data).exists() else data or "located automatically (FER_DATA / data/raw / Kaggle)"

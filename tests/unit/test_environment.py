@@ -7,17 +7,12 @@ users of the other, so the test compares them requirement by requirement.
 from __future__ import annotations
 
 import re
-import sys
+import tomllib
 
 import pytest
 import yaml
 
 from fer.config import PROJECT_DIR
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    tomllib = pytest.importorskip("tomli")
 
 
 def _normalise(requirement: str) -> str:

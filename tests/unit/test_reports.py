@@ -66,8 +66,7 @@ def test_render_without_executed_notebooks_says_what_to_run(tmp_path):
 
 
 def test_short_path_hides_this_machines_folders():
-    from fer.config import PROJECT_DIR
-    from fer.evaluate import short_path
+    from fer.config import PROJECT_DIR, short_path
 
     assert short_path(PROJECT_DIR / "fer" / "weights" / "main.keras") == "fer/weights/main.keras"
     assert short_path(PROJECT_DIR.parent / "shared" / "data" / "fer2013.zip") == "../shared/data/fer2013.zip"

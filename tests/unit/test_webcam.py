@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import cv2
 import numpy as np
@@ -282,7 +282,7 @@ def test_photo_upload_shows_the_faces_or_says_what_is_wrong(jpeg):
 
     def upload_file(name, content):  # what the browser sets (ipywidgets 8's value)
         upload.value = ({"name": name, "type": "", "size": len(content), "content": memoryview(content),
-                         "last_modified": datetime.now(timezone.utc)},)
+                         "last_modified": datetime.now(UTC)},)
 
     upload_file("x.txt", b"hello")
     assert "not an image" in note.value and shown.layout.display == "none"
