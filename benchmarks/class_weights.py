@@ -28,11 +28,11 @@ def main() -> None:
     p.add_argument("--data", help="FER2013 zip/folder/CSV (default: located automatically)")
     a = p.parse_args()
 
-    from fer import config, data, runs
+    from fer import config, runs, sources
 
     profile = config.load_profile(a.profile)
-    profile["data_source"] = a.data or str(data.locate())
-    splits = data.load_source(profile["data_source"])
+    profile["data_source"] = a.data or str(sources.locate())
+    splits = sources.load_source(profile["data_source"])
     rows = []
     for mode in a.modes:
         with tempfile.TemporaryDirectory() as tmp:

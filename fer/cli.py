@@ -40,11 +40,11 @@ def add_data(sub) -> None:
 
 
 def cmd_data(args) -> int:
-    from fer import data
+    from fer import audit, data, sources
 
-    source = args.source or data.locate()
+    source = args.source or sources.locate()
     splits = data.load(source, cache=not args.no_cache, skip_bad=args.skip_bad)
-    report = data.audit(splits)
+    report = audit.audit(splits)
     if args.json:
         print(json.dumps({"source": str(source), **report}, indent=2))
         return 0
@@ -52,7 +52,7 @@ def cmd_data(args) -> int:
 
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(f"source: {source}\n")
-        print(data.audit_table(report).to_string())
+        print(audit.audit_table(report).to_string())
     d, c = report["duplicates"], report["conflicts"]
     print(f"\nexact duplicates: {d['groups']} groups covering {d['images']} images")
     for split, n in report["leakage"].items():
@@ -74,15 +74,15 @@ def _profile_args(p, training: bool = True) -> None:
 
 
 def _load_profile_and_data(args):
-    from fer import config, data
+    from fer import config, sources
 
     profile = config.load_profile(args.profile)
     for key in ("data_source", "epochs", "seed"):
         if getattr(args, key, None) is not None:
             profile[key] = getattr(args, key)
     if not profile.get("data_source"):
-        profile["data_source"] = str(data.locate())  # recorded in the model card
-    splits = data.load_source(profile.get("data_source"), seed=profile.get("seed", 0))
+        profile["data_source"] = str(sources.locate())  # recorded in the model card
+    splits = sources.load_source(profile.get("data_source"), seed=profile.get("seed", 0))
     return profile, splits
 
 

@@ -48,11 +48,11 @@ def to_onnx(model, path: str | os.PathLike, opset: int = 17) -> Path:
 def _faces(split: str) -> tuple[np.ndarray, str]:
     """A split of real faces: FER2013 (``$FER_DATA``/``data/raw``), else the team's 1,610-face
     sample CSV in ``shared/``, else generated data."""
-    from fer import data
+    from fer import data, sources
     from fer.config import SHARED_DIR
 
     try:
-        return data.load(data.locate(download_ok=False))[split][0], f"FER2013 {split}"
+        return data.load(sources.locate(download_ok=False))[split][0], f"FER2013 {split}"
     except (data.DataError, KeyError):
         pass
     sample = SHARED_DIR / "data" / "fer2013_sample.csv"

@@ -26,7 +26,7 @@ def _plt():
 
 
 def class_balance(counts: Mapping[str, Mapping[str, int]]):
-    """Images per class for each split (``fer.data.audit(...)['splits'][s]['classes']``)."""
+    """Images per class for each split (``fer.audit.audit(...)['splits'][s]['classes']``)."""
     import pandas as pd
     import seaborn as sns
 

@@ -49,19 +49,19 @@ def run(
     ``BackupAndRestore``), so re-running ``make reproduce`` after a later failure costs nothing.
 
     Training images that also occur in an evaluation split, and constant (black) images, are
-    dropped first (``fer.data.clean``), so validation accuracy is measured on unseen faces.
+    dropped first (``fer.audit.clean``), so validation accuracy is measured on unseen faces.
     Model selection uses ``public_test`` (or ``val``, or a split of train), never a private
     test. Returns the model card (a dict) with ``model`` (the Keras model) and ``run_dir``
     (where it was written) added.
     """
-    from fer import data
+    from fer import audit
     from fer.models import float32_copy, round_to_float16
 
     cfg = config_from_profile(profile, block, hp)
     name = block
     run_dir = Path(run_dir) if run_dir else run_dir_for(profile, name)
-    cleaned = data.clean(splits)
-    train_xy, val_xy = data.training_splits(cleaned, seed=cfg.seed)
+    cleaned = audit.clean(splits)
+    train_xy, val_xy = audit.training_splits(cleaned, seed=cfg.seed)
     fingerprint = data_fingerprint(train_xy, val_xy)
     card = finished_run(run_dir, cfg, fingerprint) if reuse else None
     stored = card.get("weights_dtype", "float32") if card is not None else None
@@ -124,12 +124,12 @@ def ensemble_run(
     single run, and its card lists every member's recipe, time and validation metrics, so
     the shipped file still traces back to ``python -m fer train`` runs.
     """
-    from fer import data
+    from fer import audit, data
     from fer.models import ensemble, round_to_float16
 
-    cleaned = data.clean(splits)
+    cleaned = audit.clean(splits)
     seed = int(profile.get("seed") or 0)
-    train_xy, val_xy = data.training_splits(cleaned, seed=seed)
+    train_xy, val_xy = audit.training_splits(cleaned, seed=seed)
     fingerprint = data_fingerprint(train_xy, val_xy)
     entries, models = [], []
     for folder in map(Path, members):
@@ -187,11 +187,11 @@ def _data_block(profile, splits, cleaned, fingerprint: str, train_images: int, v
 
 
 def _located_source() -> str:
-    """Where ``fer.data.locate`` finds FER2013 now (what a profile without ``data_source`` used)."""
-    from fer import data
+    """Where ``fer.sources.locate`` finds FER2013 now (what a profile without ``data_source`` used)."""
+    from fer import data, sources
 
     try:
-        return str(data.locate(download_ok=False))  # never download just to name the source
+        return str(sources.locate(download_ok=False))  # never download just to name the source
     except data.DataError:
         return "unknown"
 

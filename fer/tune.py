@@ -151,7 +151,7 @@ def search(
     verbose: int = 1,
 ) -> TuneResult:
     """Run the profile's search; write ``best_hp.json`` and ``trials.csv`` into ``directory``."""
-    from fer import data
+    from fer import audit
 
     opts = dict(profile.get("tune") or {})
     algorithm = opts.get("algorithm", "hyperband")
@@ -160,11 +160,11 @@ def search(
     base = config_from_profile(profile, "main")
     set_precision(base.precision)
     directory = Path(directory) if directory else RUNS_DIR / str(profile.get("profile", "custom")) / "tune"
-    cleaned = data.clean(splits)
-    train_xy, val_xy = data.training_splits(cleaned, seed=base.seed)
+    cleaned = audit.clean(splits)
+    train_xy, val_xy = audit.training_splits(cleaned, seed=base.seed)
     cap = opts.get("max_train")
     if cap and len(train_xy[0]) > cap:  # stratified subsample keeps the class balance
-        (train_xy, _) = data.split_validation(*train_xy, fraction=1 - cap / len(train_xy[0]), seed=base.seed)
+        (train_xy, _) = audit.split_validation(*train_xy, fraction=1 - cap / len(train_xy[0]), seed=base.seed)
     epochs = int(opts.get("epochs", 3))
     key = search_key(base, opts, data_fingerprint(train_xy, val_xy))
     project = f"{algorithm}-{key}"

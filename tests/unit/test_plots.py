@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from fer import data, evaluate, plots  # noqa: E402
+from fer import audit, data, evaluate, plots  # noqa: E402
 from fer.config import CLASSES  # noqa: E402
 
 
@@ -18,7 +18,7 @@ def splits():
 
 def test_data_figures(splits):
     x, y = splits["train"]
-    report = data.audit(splits)
+    report = audit.audit(splits)
     fig = plots.class_balance({s: r["classes"] for s, r in report["splits"].items()})
     assert len(fig.axes) == 2
     assert len(plots.sample_grid(x, y, per_class=3).axes) == 3 * len(CLASSES)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from fer import (
+    audit,
     config,
     data,
     distill,
@@ -204,7 +205,7 @@ def test_a_run_with_float16_weights_ships_half_size_and_computes_what_its_card_s
     assert dest.stat().st_size < (tmp_path / "weights" / "f32.keras").stat().st_size
     shipped = keras.saving.load_model(dest, compile=False)
     assert {str(v.dtype) for v in shipped.weights} == {"float16"}  # stored at half size
-    val_xy = data.training_splits(data.clean(splits), seed=0)[1]
+    val_xy = audit.training_splits(audit.clean(splits), seed=0)[1]
     assert evaluate.evaluate_model(models.float32_copy(shipped), *val_xy) == card["metrics"]["validation"]
     assert full["weights_dtype"] == "float32"
     # a finished float32 run asked for float16 weights is rounded and evaluated again, not retrained
@@ -436,7 +437,7 @@ def test_shipped_copy_of_a_bfloat16_run_is_float32_with_the_same_predictions(spl
     shipped_card = json.loads(dest.with_suffix(".json").read_text())
     assert shipped_card["shipped_precision"] == "float32"
     # the card's metrics are those of the shipped float32 file, not of the bf16 run
-    val_xy = data.training_splits(data.clean(splits), seed=0)[1]
+    val_xy = audit.training_splits(audit.clean(splits), seed=0)[1]
     assert shipped_card["metrics"]["precision"] == "float32"
     assert shipped_card["metrics"]["validation"] == evaluate.evaluate_model(shipped.model, *val_xy)
     x = splits["public_test"][0]
@@ -480,7 +481,7 @@ def test_ensemble_run_combines_finished_runs_and_refuses_other_data(splits, tmp_
     assert card["epochs_run"] == 2 and card["data"]["fingerprint"] == cards[0]["data"]["fingerprint"]
     assert [m["config"]["seed"] for m in card["members"]] == [0, 1]
     assert all(m["fingerprint_checked"] for m in card["members"])
-    val_xy = data.training_splits(data.clean(splits), seed=0)[1]
+    val_xy = audit.training_splits(audit.clean(splits), seed=0)[1]
     dest = runs.ship(tmp_path / "ens", weights_dir=tmp_path / "weights")
     shipped = load_classifier(dest, backend="keras")
     assert shipped.card["metrics"]["validation"] == evaluate.evaluate_model(shipped.model, *val_xy)
@@ -511,7 +512,7 @@ def test_distillation_targets_mix_label_and_teacher_and_train(splits, tmp_path):
     profile = tiny_profile()
     teacher = runs.run(profile, splits, run_dir=tmp_path / "teacher", verbose=0)
     path = str(tmp_path / "teacher" / "model.keras")
-    x, y = data.training_splits(data.clean(splits), seed=0)[0]
+    x, y = audit.training_splits(audit.clean(splits), seed=0)[0]
     cfg = tiny_config(teacher=path, distill=0.6)
     probs = Classifier(teacher["model"]).predict_proba(x, tta="flip")
     targets = distill.soft_targets(x, y, cfg)
@@ -551,7 +552,7 @@ def test_online_distillation_labels_each_augmented_batch_as_the_student_sees_it(
     runs.run(profile, splits, run_dir=tmp_path / "teacher", verbose=0)
     path = str(tmp_path / "teacher" / "model.keras")
     teacher = Classifier(keras.saving.load_model(path))
-    x, y = data.training_splits(data.clean(splits), seed=0)[0]
+    x, y = audit.training_splits(audit.clean(splits), seed=0)[0]
     cfg = tiny_config(teacher=path, distill=0.75, distill_online=True, mixup=0.4, distill_temperature=2.0)
     online = pipeline.HostBatches(x, y, cfg, 44, teacher=teacher)[0]
     images, plain = pipeline.HostBatches(x, y, tiny_config(mixup=0.4), 44)[0]  # the same draws, labels only
@@ -586,7 +587,7 @@ def test_an_online_teacher_in_the_train_step_gives_the_host_pipelines_targets(sp
     runs.run(profile, splits, run_dir=tmp_path / "teacher", verbose=0)
     path = str(tmp_path / "teacher" / "model.keras")
     teacher = Classifier(keras.saving.load_model(path))  # 40-px input
-    x, y = data.training_splits(data.clean(splits), seed=0)[0]
+    x, y = audit.training_splits(audit.clean(splits), seed=0)[0]
     cfg = tiny_config(teacher=path, distill=0.75, distill_online=True, mixup=0.4, distill_temperature=2.0)
     images, plain = pipeline.HostBatches(x, y, tiny_config(mixup=0.4), 44)[0]  # a 44-px student's batch
     hosted = pipeline.HostBatches(x, y, cfg, 44, teacher=teacher)[0][1]  # the host pipeline's targets
