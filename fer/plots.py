@@ -241,7 +241,7 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], cols: int = 
 
 
 def label_timeline(table, title: str = ""):
-    """A video's per-frame result (``fer.webcam.replay(...).table``): the largest face's label as a
+    """A video's per-frame result (``fer.demo.replay(...).table``): the largest face's label as a
     coloured strip, and its probabilities over time below it."""
     plt = _plt()
     import seaborn as sns
