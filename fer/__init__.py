@@ -1,7 +1,7 @@
 """Facial expression recognition on FER2013.
 
-The package is split by pipeline stage (``fer.data`` → ``fer.train``/``fer.tune`` →
-``fer/weights`` → ``fer.predict``). Importing ``fer`` is cheap: TensorFlow and OpenCV are
+The package is split by pipeline stage (``fer.sources``/``fer.data`` → ``fer.runs``/``fer.tune``
+→ ``fer/weights`` → ``fer.predict``), one concept per module. Importing ``fer`` is cheap: TensorFlow and OpenCV are
 imported only when a function that needs them is called.
 """
 

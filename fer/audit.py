@@ -13,7 +13,7 @@ from fer.config import CLASSES
 from fer.data import DataError, Splits
 
 
-def _digests(x: np.ndarray) -> np.ndarray:
+def image_digests(x: np.ndarray) -> np.ndarray:
     """One 64-bit fingerprint per image (blake2b of its bytes); equal images, equal digests."""
     return np.array(
         [int.from_bytes(hashlib.blake2b(img.tobytes(), digest_size=8).digest(), "little") for img in x],
@@ -29,7 +29,7 @@ def audit(splits: Splits) -> dict:
     that also occur in ``train`` (leakage), and groups of identical pixels that carry different
     labels anywhere.
     """
-    digests = {s: _digests(x) for s, (x, _) in splits.items()}
+    digests = {s: image_digests(x) for s, (x, _) in splits.items()}
     report: dict = {"splits": {}, "leakage": {}, "conflicts": {}}
     for split, (x, y) in splits.items():
         flat = x.reshape(len(x), -1)
@@ -96,12 +96,12 @@ def clean(
     if "train" not in splits:
         return dict(splits)
     x, y = splits["train"]
-    d = _digests(x)
+    d = image_digests(x)
     keep = np.ones(len(x), dtype=bool)
     if drop_constant:
         flat = x.reshape(len(x), -1)
         keep &= flat.min(axis=1) != flat.max(axis=1)
-    others = {s: _digests(v[0]) for s, v in splits.items() if s != "train"}
+    others = {s: image_digests(v[0]) for s, v in splits.items() if s != "train"}
     if drop_leaked and others:
         held = set(np.concatenate(list(others.values())).tolist())
         keep &= np.array([v not in held for v in d.tolist()], dtype=bool)
@@ -138,7 +138,7 @@ def split_validation(
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
     n_splits = max(2, round(1 / fraction))
-    groups = np.unique(_digests(x), return_inverse=True)[1]
+    groups = np.unique(image_digests(x), return_inverse=True)[1]
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     train_idx, val_idx = next(folds.split(x, y, groups))
     return (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx])

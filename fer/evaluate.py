@@ -258,13 +258,13 @@ def unseen_mask(splits: Mapping[str, tuple[np.ndarray, np.ndarray]], split: str 
 
     FER2013's PublicTest shares images with Training; accuracy on the rest is the honest number.
     """
-    from fer.data import _digests  # the audit's own fingerprint, so both agree on "same image"
+    from fer.audit import image_digests  # the audit's own fingerprint, so both agree on "same image"
 
     x = splits[split][0]
     if "train" not in splits:
         return np.ones(len(x), dtype=bool)
-    seen = set(_digests(splits["train"][0]).tolist())
-    return np.array([d not in seen for d in _digests(x).tolist()], dtype=bool)
+    seen = set(image_digests(splits["train"][0]).tolist())
+    return np.array([d not in seen for d in image_digests(x).tolist()], dtype=bool)
 
 
 def comparison_table(ours: Mapping[str, float], params: str = "", split_name: str = "PublicTest"):

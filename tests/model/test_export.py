@@ -42,8 +42,8 @@ def exported(tmp_path_factory, keras_clf, calibration):
 
 
 def test_every_format_has_its_own_card(exported):
-    cards = {fmt: cards.card_path(path) for fmt, path in exported.items()}
-    assert len(set(cards.values())) == len(export.FORMATS)  # main.tflite and main.onnx once shared main.json
+    card_files = {fmt: cards.card_path(path) for fmt, path in exported.items()}
+    assert len(set(card_files.values())) == len(export.FORMATS)  # main.tflite and main.onnx once shared main.json
     for fmt, path in exported.items():
         assert fer.load_classifier(path).card["export"]["format"] == fmt
 
