@@ -13,7 +13,8 @@ first time, descriptor 2 points at a temporary file while it loads and lists its
 every line that is not such a message is then written back. ``TF_CPP_MIN_LOG_LEVEL`` decides
 what counts, as TensorFlow defines it: unset means 2 (INFO and WARNING hidden, and the known
 harmless errors above); ``0`` shows everything, ``3`` hides errors too. A value set by the
-user is never changed.
+user is never changed. LiteRT's ``INFO: Created TensorFlow Lite XNNPACK delegate`` line, printed
+when the first interpreter is made, is filtered where that happens (:func:`filtered_stderr`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ _SEVERITY = {"I": 0, "W": 1, "E": 2, "F": 3}
 _PRE_INIT = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 #: cpu_feature_guard's second line, which has no prefix of its own.
 _CPU_FEATURES = re.compile(r"^To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\.$")
+#: LiteRT's (TFLite's) once-per-process notes, printed when the first interpreter is made.
+_LITERT_INFO = re.compile(r"^INFO: (Created TensorFlow Lite XNNPACK delegate for CPU|Initialized TensorFlow Lite runtime)\.$")
 #: Errors TensorFlow logs on every start that mean nothing is wrong.
 _HARMLESS_ERRORS = re.compile(r"Unable to register cu(DNN|FFT|BLAS) factory: Attempting to register factory for plugin")
 
@@ -58,7 +61,7 @@ def is_noise(line: str, min_level: int | None = None, gpu_driver: bool | None = 
     if min_level <= 0:
         return False
     line = line.rstrip("\r\n")
-    if line == _PRE_INIT or _CPU_FEATURES.match(line):
+    if line == _PRE_INIT or _CPU_FEATURES.match(line) or _LITERT_INFO.match(line):
         return True
     match = _ABSL.match(line)
     if not match:
