@@ -40,20 +40,29 @@ def explore(m: Mapping[str, Any]) -> Findings:
     total = sum(classes.values())
     if total:
         common, rare = max(classes, key=classes.get), min(classes, key=classes.get)
-        out.append(f"{total:,} training images: *{common}* is {_pct(classes[common] / total)} of them, "
-                   f"*{rare}* {_pct(classes[rare] / total)} ({classes[common] / max(classes[rare], 1):.0f}x fewer), "
-                   "so accuracy alone would flatter a model that ignores the rare classes; macro-F1 is reported beside it.")
+        if classes[common] >= 1.5 * classes[rare]:
+            out.append(f"{total:,} training images: *{common}* is {_pct(classes[common] / total)} of them, "
+                       f"*{rare}* {_pct(classes[rare] / total)} ({classes[common] / max(classes[rare], 1):.0f}x fewer), "
+                       "so accuracy alone would flatter a model that ignores the rare classes; macro-F1 is reported beside it.")
+        else:
+            out.append(f"{total:,} training images, the classes about equally common "
+                       f"({_pct(classes[rare] / total)}-{_pct(classes[common] / total)} each).")
     images = m.get("images", {})
     for split, n in (m.get("leakage") or {}).items():
         if images.get(split):
-            out.append(f"{n:,} of the {images[split]:,} {split} images ({_pct(n / images[split])}) also occur in train.")
-    if m.get("train_after_clean") is not None and images.get("train"):
-        out.append(f"`fer.data.clean` drops those copies and the constant images from train: "
-                   f"{images['train']:,} → {m['train_after_clean']:,} training images; the evaluation splits stay as published.")
+            out.append(f"{n:,} of the {images[split]:,} {split} images ({_pct(n / images[split])}) also occur in train."
+                       if n else f"No {split} image also occurs in train.")
+    before, after = images.get("train"), m.get("train_after_clean")
+    if after is not None and before:
+        out.append(f"`fer.data.clean` drops those copies and the constant images from train: {before:,} → {after:,} "
+                   "training images; the evaluation splits stay as published." if after != before
+                   else "`fer.data.clean` had nothing to drop from train.")
     d, c = m.get("duplicates") or {}, m.get("conflicts") or {}
-    if d:
+    if d.get("groups"):
         out.append(f"{d['groups']:,} groups of identical images cover {d['images']:,} images; "
                    f"{c.get('groups', 0):,} of them carry conflicting labels ({c.get('images', 0):,} images): label noise every model lives with.")
+    elif d:
+        out.append("No image occurs twice, so no label conflicts either.")
     return out
 
 

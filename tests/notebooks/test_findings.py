@@ -37,6 +37,18 @@ def test_explore_carries_the_audit_numbers(cpu_metrics):
     assert "1,273 groups" in text and "47 of them carry conflicting labels (129 images)" in text
 
 
+def test_explore_on_generated_data_says_there_is_nothing_to_fix():
+    m = {"train_classes": dict.fromkeys(CLASSES, 70), "images": {"train": 490, "public_test": 98},
+         "leakage": {"public_test": 0}, "train_after_clean": 490, "duplicates": {"groups": 0, "images": 0},
+         "conflicts": {"groups": 0, "images": 0}}
+    assert findings.explore(m) == [
+        "490 training images, the classes about equally common (14.3 %-14.3 % each).",
+        "No public_test image also occurs in train.",
+        "`fer.data.clean` had nothing to drop from train.",
+        "No image occurs twice, so no label conflicts either.",
+    ]
+
+
 def test_train_ranks_the_models_and_names_the_search(cpu_metrics):
     lines = findings.train(cpu_metrics["train"])
     assert lines[0].startswith("The search picked") and "blocks 1-2-2-1" in lines[0]
