@@ -20,7 +20,7 @@ endif
 ENV_STAMP := $(if $(CONDA_PREFIX),$(CONDA_PREFIX),.venv)/.fer-study-installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help env data smoke reproduce ensemble ensemble-full reports test lint demo clean
+.PHONY: help env data smoke reproduce ensemble ensemble-full reports colab test lint demo clean
 
 help: ## show this list
 	@echo "usage: make <target> [PROFILE=smoke|cpu|full]"
@@ -77,6 +77,11 @@ ensemble-full: runs/full/lite-distill-s1/card.json ## retrain the shipped main a
 
 reports: $(ENV_STAMP) ## render the already executed notebooks to HTML in reports/
 	$(PYTHON) -m fer reports
+
+# Standard library only (fer/colab.py), so a fresh clone can run it before `make env`.
+colab: ## point pyproject's URL, the README's Colab links and the notebooks' setup cells at your fork: make colab REPO=owner/name
+	@test -n "$(REPO)" || { echo "usage: make colab REPO=owner/name (your GitHub copy of this project)"; exit 2; }
+	$(BASE_PYTHON) -m fer.colab --repo $(REPO)
 
 test: $(ENV_STAMP) ## run the test suite (tests needing ../shared skip when it is absent)
 	$(PYTHON) -m pytest

@@ -258,7 +258,8 @@ def unseen_mask(splits: Mapping[str, tuple[np.ndarray, np.ndarray]], split: str 
 
     FER2013's PublicTest shares images with Training; accuracy on the rest is the honest number.
     """
-    from fer.audit import image_digests  # the audit's own fingerprint, so both agree on "same image"
+    # the audit's own fingerprint, so both agree on "same image"
+    from fer.audit import image_digests
 
     x = splits[split][0]
     if "train" not in splits:
