@@ -144,7 +144,7 @@ def webcam(photos: Mapping[str, list], replay=None) -> Findings:
     """04: the labels on the sample photos, and what the video replay measured.
 
     ``photos`` maps an image name to what ``fer.analyze`` returned for it; ``replay`` is a
-    :class:`fer.webcam.Replay`.
+    :class:`fer.demo.Replay`.
     """
     out = Findings()
     if photos:

@@ -83,7 +83,7 @@ def test_evaluate_on_a_smoke_run_without_public_test():
 def test_webcam_summarises_photos_and_the_replay():
     import pandas as pd
 
-    from fer.webcam import Replay
+    from fer.demo import Replay
 
     face = {"box": [0, 0, 9, 9], "label": "happy", "probs": dict.fromkeys(CLASSES, 0.0) | {"happy": 0.81}}
     table = pd.DataFrame({"faces": [1, 1, 0, 1], "label": ["happy", "happy", None, "sad"]})

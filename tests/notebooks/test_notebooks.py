@@ -219,9 +219,10 @@ def test_profiles_give_notebooks_only_scalar_parameters():
         assert all(not isinstance(v, (dict, list)) for v in values.values())
 
 
-def test_full_profile_main_model_within_budget():
+def test_full_profile_models_within_budget():
     from fer import models
     from fer.config import load_profile
 
-    hp = load_profile("full")["train"]["hp"]
-    assert models.build("resnet", hp).count_params() <= 5_000_000
+    full = load_profile("full")
+    assert models.build("resnet", full["main"]["hp"]).count_params() <= 5_000_000
+    assert models.build("lite", full["lite"]["hp"]).count_params() < 100_000
