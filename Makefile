@@ -8,7 +8,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PROFILE ?= cpu
-#: the interpreter used to create .venv (3.10 or newer)
+#: the interpreter used to create .venv (3.11 or newer)
 BASE_PYTHON ?= python3
 ifdef CONDA_PREFIX
 PYTHON := $(CONDA_PREFIX)/bin/python
@@ -20,7 +20,7 @@ endif
 ENV_STAMP := $(if $(CONDA_PREFIX),$(CONDA_PREFIX),.venv)/.fer-study-installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help env data smoke reproduce ensemble ensemble-full reports test test-fast lint demo clean
+.PHONY: help env data smoke reproduce ensemble ensemble-full reports colab test test-fast lint demo clean
 
 help: ## show this list
 	@echo "usage: make <target> [PROFILE=smoke|cpu|full]"
@@ -48,7 +48,7 @@ reproduce: $(ENV_STAMP) ## train, tune, evaluate and execute every notebook (PRO
 
 # The main model shipped until 2026-11-26: every run of the cpu recipe with its tuned hyperparameters
 # (params/cpu-main-hp.json, from a `make reproduce` search), averaged by `python -m fer ensemble`.
-# About 2.5 h on 2 CPU cores; finished runs are reused, an interrupted one resumes.
+# Hours on 2 CPU cores (docs/performance.md); finished runs are reused, an interrupted one resumes.
 MAIN_RUNS := runs/cpu/main-s0 runs/cpu/main-s1 runs/cpu/main-e100
 ensemble: $(ENV_STAMP) ## retrain the CPU ensemble (3 cpu-profile runs, averaged; shipped until 2026-11-26) and ship it
 	$(PYTHON) -m fer train --profile cpu --hp params/cpu-main-hp.json --seed 0 --run-dir runs/cpu/main-s0
@@ -56,22 +56,20 @@ ensemble: $(ENV_STAMP) ## retrain the CPU ensemble (3 cpu-profile runs, averaged
 	$(PYTHON) -m fer train --profile cpu --hp params/cpu-main-hp.json --seed 0 --epochs 100 --run-dir runs/cpu/main-e100
 	$(PYTHON) -m fer ensemble $(MAIN_RUNS) --profile cpu --float16-weights --ship
 
-# The models shipped since 2026-11-26, trained on one GPU (an H200, Keras 3 on JAX): three runs of
-# the cpu profile's 1.6 M ResNet (params/full-member-hp.json) with the full profile's recipe
-# (mixup 0.2, AdamW 2e-3 / 0.05) for 200 epochs, averaged and shipped as fer/weights/main.keras;
-# then the 92 k lite for 120 epochs, learning online from that file (params/full-lite-distill-hp.json:
-# its targets are 0.2 x label + 0.8 x the teacher's probabilities for each augmented batch; the
-# teacher's sha256 is in the lite's card; seed 1 is the shipped run).
-# `make -j4 ensemble-full` trains the three members side by side, then the lite (8.3 min a member, 8.7 min
-# the lite, on an H200 with KERAS_BACKEND=jax; under TensorFlow not timed); each finished run is
-# kept and reused, the lite only while its teacher file is the same (the last line reuses the lite
-# run it trained and ships it).
+# The models shipped since 2026-11-26, trained on one GPU (an H200, Keras 3 on JAX): three seeds of
+# the full profile's main block (the 1.6 M ResNet, 200 epochs, mixup 0.2, AdamW 2e-3 / 0.05),
+# averaged and shipped as fer/weights/main.keras; then its lite block (the 92 k net, 120 epochs)
+# learning online from that file (params/full-distill-hp.json: its targets are 0.2 x label + 0.8 x
+# the teacher's probabilities for each augmented batch; the teacher's sha256 is in the lite's card;
+# seed 1 is the shipped run). `make -j4 ensemble-full` trains the three members side by side, then
+# the lite (times: docs/performance.md); each finished run is kept and reused, the lite only while
+# its teacher file is the same (the last line reuses the lite run it trained and ships it).
 FULL_MEMBERS := runs/full/member200-s0 runs/full/member200-s1 runs/full/member200-s2
 runs/full/member200-s%/card.json: | $(ENV_STAMP)
-	$(PYTHON) -m fer train --profile full --hp params/full-member-hp.json --epochs 200 --seed $* --run-dir $(@D)
+	$(PYTHON) -m fer train --profile full --seed $* --run-dir $(@D)
 runs/full/main-ensemble/card.json: $(addsuffix /card.json,$(FULL_MEMBERS))
 	$(PYTHON) -m fer ensemble $(FULL_MEMBERS) --profile full --float16-weights --ship --run-dir $(@D)
-FULL_LITE := $(PYTHON) -m fer train --profile full --model lite --hp params/full-lite-distill-hp.json --seed 1 --run-dir runs/full/lite-distill-s1
+FULL_LITE := $(PYTHON) -m fer train --profile full --model lite --hp params/full-distill-hp.json --seed 1 --run-dir runs/full/lite-distill-s1
 runs/full/lite-distill-s1/card.json: runs/full/main-ensemble/card.json
 	$(FULL_LITE)
 ensemble-full: runs/full/lite-distill-s1/card.json ## retrain the shipped main and lite models on a GPU (full recipe) and ship them
@@ -79,6 +77,11 @@ ensemble-full: runs/full/lite-distill-s1/card.json ## retrain the shipped main a
 
 reports: $(ENV_STAMP) ## render the already executed notebooks to HTML in reports/
 	$(PYTHON) -m fer reports
+
+# Standard library only (fer/colab.py), so a fresh clone can run it before `make env`.
+colab: ## point pyproject's URL, the README's Colab links and the notebooks' setup cells at your fork: make colab REPO=owner/name
+	@test -n "$(REPO)" || { echo "usage: make colab REPO=owner/name (your GitHub copy of this project)"; exit 2; }
+	$(BASE_PYTHON) -m fer.colab --repo $(REPO)
 
 test: $(ENV_STAMP) ## run the test suite (tests needing ../shared skip when it is absent)
 	$(PYTHON) -m pytest

@@ -28,15 +28,15 @@ def main() -> None:
     p.add_argument("--data", help="FER2013 zip/folder/CSV (default: located automatically)")
     a = p.parse_args()
 
-    from fer import config, data, train
+    from fer import config, runs, sources
 
     profile = config.load_profile(a.profile)
-    profile["data_source"] = a.data or str(data.locate())
-    splits = data.load_source(profile["data_source"])
+    profile["data_source"] = a.data or str(sources.locate())
+    splits = sources.load_source(profile["data_source"])
     rows = []
     for mode in a.modes:
         with tempfile.TemporaryDirectory() as tmp:
-            card = train.run(profile, splits, hp={"class_weight": mode, "epochs": a.epochs}, run_dir=tmp, verbose=0)
+            card = runs.run(profile, splits, hp={"class_weight": mode, "epochs": a.epochs}, run_dir=tmp, verbose=0)
         m = card["metrics"]["validation"]
         row = {"class_weight": mode, "epochs": a.epochs, "accuracy": round(m["accuracy_single"], 4),
                "macro_f1": round(m["macro_f1_single"], 4), "train_min": round(card["train_wall_s"] / 60, 1)}

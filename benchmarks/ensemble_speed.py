@@ -24,9 +24,9 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import numpy as np
 
-    from fer import evaluate, export
+    from fer import evaluate, runtimes
+    from fer.devices import hardware
     from fer.predict import Classifier, load_classifier
-    from fer.train import hardware
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="an ensemble .keras file (default: the bundled main model)")
@@ -42,8 +42,8 @@ def main() -> None:
     single = load_classifier(args.other, backend="keras") if args.other else Classifier(members[0])
     other = Path(args.other).name if args.other else "one member"
     if args.backend == "litert":
-        full = Classifier(full.model, runtime=export.LiteRuntime(export.to_tflite(full.model)))
-        single = Classifier(single.model, runtime=export.LiteRuntime(export.to_tflite(single.model)))
+        full = Classifier(full.model, runtime=runtimes.LiteRuntime(runtimes.to_tflite(full.model)))
+        single = Classifier(single.model, runtime=runtimes.LiteRuntime(runtimes.to_tflite(single.model)))
     faces = np.random.default_rng(0).integers(0, 256, (256, 48, 48), dtype=np.uint8)
     rows: dict[tuple[str, int], list[float]] = {}
     for _ in range(args.rounds):

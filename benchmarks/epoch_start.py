@@ -22,6 +22,7 @@ def run(autotune: bool, images: int, epochs: int) -> tuple[list[float], float]:
     import tensorflow as tf
 
     from fer import train
+    from fer.config import TrainConfig
 
     class StartGap(keras.callbacks.Callback):
         def __init__(self):
@@ -45,8 +46,8 @@ def run(autotune: bool, images: int, epochs: int) -> tuple[list[float], float]:
 
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 256, (images, 48, 48), dtype=np.uint8), rng.integers(0, 7, images)
-    cfg = train.TrainConfig(hp={"stem_width": 32, "widths": [32, 64, 128, 256], "blocks": [1, 2, 2, 1], "crop": 40},
-                            batch_size=128, epochs=epochs, precision="auto")
+    cfg = TrainConfig(hp={"stem_width": 32, "widths": [32, 64, 128, 256], "blocks": [1, 2, 2, 1], "crop": 40},
+                      batch_size=128, epochs=epochs, precision="auto")
     gap = StartGap()
     train.make_dataset = with_autotune
     try:

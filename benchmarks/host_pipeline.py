@@ -35,22 +35,22 @@ def epoch_seconds(batches) -> float:
 def main() -> int:
     import numpy as np
 
-    from fer import train
-    from fer.config import load_profile
+    from fer import pipeline
+    from fer.config import config_from_profile, load_profile
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
-    cfg = train.config_from_profile(load_profile("full"))
+    cfg = config_from_profile(load_profile("full"))
     rng = np.random.default_rng(0)
     n = args.batches * cfg.batch_size
     x, y = rng.integers(0, 256, (n, 48, 48), dtype=np.uint8), rng.integers(0, 7, n)
     times: dict[int, list[float]] = {w: [] for w in args.workers}
     for _ in range(args.repeats):
         for w in args.workers:
-            times[w].append(epoch_seconds(train.HostBatches(x, y, cfg, 44, workers=w)))
+            times[w].append(epoch_seconds(pipeline.HostBatches(x, y, cfg, 44, workers=w)))
     for w, ts in times.items():
         per_s = args.batches / statistics.median(ts)
         print(f"workers {w}: {per_s:6.1f} batches/s, {per_s * cfg.batch_size:7.0f} images/s "

@@ -5,7 +5,7 @@
 
 ``TrainConfig.online_teacher``: ``host`` labels each finished batch in the host pipeline
 (``HostBatches`` calls ``Classifier.forward``, then the batch goes to the device), ``step`` runs
-the teacher inside the student's compiled train step (``fer.train.teach_in_step``). Both train
+the teacher inside the student's compiled train step (``fer.distill.teach_in_step``). Both train
 the same student on ``--steps`` batches of random 0-255 faces per epoch, with the same host
 augmentation: ``lite``, the 92 k lite (widths 44-88-176, the shipped lite's) with MixUp 0.2, or
 ``member``, the 1.6 M ResNet of the ensemble's members (the ``cpu`` profile's net, no MixUp as
@@ -56,11 +56,11 @@ def main() -> int:
     if args.student == "lite":  # the shipped lite's widths, as in params/cpu-lite-hp.json
         student = {"arch": "lite", "hp": json.loads((config.PARAMS_DIR / "cpu-lite-hp.json").read_text()), "mixup": 0.2}
     else:  # the cpu profile's main net, as in params/cpu.yaml
-        net = config.load_profile("cpu")["train"]
+        net = config.load_profile("cpu")["main"]
         student = {"arch": net["arch"], "hp": net["hp"], "mixup": 0.0}
     for _ in range(args.repeats):
         for where in per_step:
-            cfg = train.TrainConfig(**student, epochs=3, batch_size=args.batch, teacher=args.teacher, distill=0.8,
+            cfg = config.TrainConfig(**student, epochs=3, batch_size=args.batch, teacher=args.teacher, distill=0.8,
                                     distill_online=True, online_teacher=where, pipeline="host")
             timer = Times()
             timer.seen = []

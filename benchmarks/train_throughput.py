@@ -18,10 +18,12 @@ def measure(arch, hp, precision, batch, steps, warmup, repeats):
     import keras
     import numpy as np
 
-    from fer import train
+    from fer import pipeline, train
+    from fer.config import TrainConfig
+    from fer.devices import set_precision
 
-    cfg = train.TrainConfig(arch=arch, hp=hp, batch_size=batch, precision=precision, epochs=1)
-    train.set_precision(precision)
+    cfg = TrainConfig(arch=arch, hp=hp, batch_size=batch, precision=precision, epochs=1)
+    set_precision(precision)
     from fer import models
 
     model = models.build(arch, hp)
@@ -31,7 +33,7 @@ def measure(arch, hp, precision, batch, steps, warmup, repeats):
     n = batch * (steps + warmup)
     x = rng.integers(0, 256, (n, 48, 48), dtype=np.uint8)
     y = rng.integers(0, 7, n)
-    ds = train.make_dataset(x, y, cfg, crop, training=True)
+    ds = pipeline.make_dataset(x, y, cfg, crop, training=True)
     rates = []
     for _ in range(repeats):
         it = iter(ds)

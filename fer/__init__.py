@@ -1,11 +1,15 @@
 """Facial expression recognition on FER2013.
 
-The package is split by pipeline stage (``fer.data`` → ``fer.train``/``fer.tune`` →
-``fer/weights`` → ``fer.predict``). Importing ``fer`` is cheap: TensorFlow and OpenCV are
-imported only when a function that needs them is called.
+The package is split by pipeline stage (``fer.sources``/``fer.data`` → ``fer.runs``/``fer.tune``
+→ ``fer/weights`` → ``fer.predict``), one concept per module. Importing ``fer`` is cheap:
+TensorFlow and OpenCV are imported only when a function that needs them is called, and
+TensorFlow then starts without its C++ start-up lines (:mod:`fer.quiet`).
 """
 
+from fer import quiet as _quiet
 from fer.config import CLASSES
+
+_quiet.install()
 
 __all__ = ["CLASSES", "load_classifier", "analyze", "__version__"]
 __version__ = "0.1.0"

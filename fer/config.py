@@ -1,4 +1,5 @@
-"""One place for names and paths: classes, image size, project folders.
+"""Names, paths and profiles: the classes, the project's folders, params profiles and the
+training options (``TrainConfig``) a profile's model blocks set.
 
 Paths are computed, never created, at import time; the functions that write somewhere
 make their own folder.
@@ -7,7 +8,10 @@ make their own folder.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 #: Expression classes, alphabetical (the Kaggle folder names). Every label in the project
 #: is an index into this tuple.
@@ -19,9 +23,6 @@ NUM_CLASSES = len(CLASSES)
 CSV_CODE_TO_NAME: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 IMAGE_SIZE = 48
-
-#: Split names as ``fer.data.load`` reports them.
-SPLITS = ("train", "val", "test", "public_test", "private_test")
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = PACKAGE_DIR.parent
@@ -45,6 +46,14 @@ WEIGHTS_DIR = PACKAGE_DIR / "weights"
 SHARED_DIR = _dir("FER_SHARED_DIR", PROJECT_DIR.parent / "shared")
 
 
+def short_path(path: str | os.PathLike) -> str:
+    """``path`` relative to the project when inside it or beside it (``../shared/...``): reports
+    should not show one machine's folders. Paths further away stay absolute."""
+    path = Path(path).resolve()
+    rel = Path(os.path.relpath(path, PROJECT_DIR))
+    return rel.as_posix() if rel.parts.count("..") <= 1 else str(path)
+
+
 #: Parameters every notebook declares (papermill) and every profile may set.
 NOTEBOOK_PARAMETERS = ("data_source", "profile", "seed", "epochs", "max_trials", "interactive")
 
@@ -53,8 +62,8 @@ def load_profile(profile: str | os.PathLike) -> dict:
     """Read a params profile: a name in ``params/`` (``smoke``, ``cpu``, ``full``) or a YAML path.
 
     A profile is a papermill parameter file: flat notebook parameters (``data_source``,
-    ``seed``, ``epochs``, ``max_trials``, ...) plus ``train``/``lite``/``baseline``/``tune``
-    blocks read by ``fer.train`` and ``fer.tune``.
+    ``seed``, ``epochs``, ``max_trials``, ...) plus one block per model (``main``, ``lite``,
+    ``baseline``: :func:`config_from_profile`) and a ``tune`` block (``fer.tune``).
     """
     import yaml
 
@@ -65,6 +74,8 @@ def load_profile(profile: str | os.PathLike) -> dict:
         known = sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
         raise FileNotFoundError(f"no params profile {str(profile)!r}; known profiles: {known}")
     values = yaml.safe_load(path.read_text()) or {}
+    if "train" in values:  # the main model's block was called `train` until 2026-12
+        raise ValueError(f"{path}: the main model's block is now called `main:`, not `train:`; rename it")
     values.setdefault("profile", path.stem)
     return values
 
@@ -73,8 +84,118 @@ def notebook_profile(profile: str | os.PathLike, **parameters) -> dict:
     """A profile with a notebook's parameters applied on top (``None`` keeps the profile's value).
 
     The ``parameters`` cell of every notebook names the same values; this is how a cell turns
-    them into the dict ``fer.train.run`` and ``fer.tune.search`` read.
+    them into the dict ``fer.runs.run`` and ``fer.tune.search`` read.
     """
     values = load_profile(profile)
     values.update({k: v for k, v in parameters.items() if v is not None})
     return values
+
+
+# --------------------------------------------------------------------------- training options
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run; a params profile's model block (``main:``,
+    ``lite:``, ``baseline:``) fills it."""
+
+    arch: str = "resnet"
+    hp: dict[str, Any] = field(default_factory=dict)  # architecture hyperparameters (models.DEFAULTS)
+    epochs: int = 30
+    batch_size: int = 64
+    optimizer: str = "adamw"  # adamw | sgd (Nesterov momentum 0.9)
+    lr: float = 2e-3
+    weight_decay: float = 5e-4  # Keras: decoupled, w -= lr * wd * w; AdamW needs ~1e-2 to matter
+    schedule: str = "cosine"  # cosine (with linear warm-up) | plateau
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    mixup: float = 0.0  # MixUp alpha; 0 disables
+    # momentum of an exponential moving average of the weights (e.g. 0.999, a horizon of ~1,000
+    # steps); 0 disables. The averaged weights replace the trained ones when fit ends; the
+    # validation numbers printed each epoch are the raw weights'.
+    ema: float = 0.0
+    class_weight: str = "none"  # none | balanced | sqrt
+    # augmentation strength
+    flip: bool = True
+    rotation: float = 10.0  # degrees
+    shift: float = 0.0  # fraction of the crop, on top of the random crop
+    zoom: float = 0.1
+    erasing: float = 0.25  # probability of random erasing per image
+    precision: str = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
+    # how batches are augmented: tf.data (Keras layers in tf.data threads; TensorFlow only) | host
+    # (NumPy/OpenCV in the training loop; any backend) | auto (tf.data under TensorFlow, host otherwise)
+    pipeline: str = "auto"
+    seed: int = 0
+    deterministic: bool = False
+    max_train: int | None = None  # cap on training images (smoke runs)
+    early_stop: int = 0  # patience in epochs on val_accuracy; 0 disables
+    tensorboard: bool = False  # also write TensorBoard logs to <run_dir>/tb
+    # distillation: a trained model (.keras path) whose probabilities become part of the targets
+    teacher: str | None = None
+    distill: float = 0.0  # weight of the teacher's probabilities in the targets (1 - it: the label)
+    distill_temperature: float = 1.0  # > 1 softens the teacher's probabilities
+    # False: the teacher labels each clean face once, before training (one inference pass);
+    # True: it labels every augmented, mixed-up batch as the student sees it (online_teacher: where)
+    distill_online: bool = False
+    # where an online teacher runs: host (in the host pipeline, on each finished batch; LiteRT on a
+    # TensorFlow CPU) | step (inside the compiled train step, on the student's device: no host
+    # round trip per batch) | auto (host on a TensorFlow CPU, where LiteRT is the fastest; else step)
+    online_teacher: str = "auto"
+    init: str | None = None  # a trained model (.keras) of the same network to start from (fine-tuning)
+
+    def __post_init__(self):
+        # checked here, not when the targets are made: a distill weight without a teacher (or the
+        # reverse) would otherwise train a plain model under a card that says otherwise
+        if bool(self.teacher) != (self.distill > 0) or not 0 <= self.distill <= 1:
+            raise ValueError(
+                f"distillation needs a teacher model and 0 < distill <= 1 (teacher={self.teacher!r}, distill={self.distill})"
+            )
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema is a momentum in [0, 1) (0 disables it), not {self.ema}")
+        if self.distill_temperature <= 0:
+            raise ValueError(f"distill_temperature must be > 0, not {self.distill_temperature}")
+        if self.distill_online and not self.teacher:
+            raise ValueError("distill_online needs a teacher model (teacher=..., distill > 0)")
+        if self.distill_online and self.pipeline == "tf.data" and self.online_teacher == "host":
+            raise ValueError("online_teacher host labels the batches in the host pipeline; use pipeline host or auto, "
+                             "or online_teacher step")
+        if self.online_teacher not in ("auto", "host", "step"):
+            raise ValueError(f"online_teacher must be auto, host or step, not {self.online_teacher!r}")
+        if self.pipeline not in ("auto", "tf.data", "host"):
+            raise ValueError(f"pipeline must be auto, tf.data or host, not {self.pipeline!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
+        return cls(**dict(values))
+
+
+#: The model blocks of a profile: each trains the model of that name, shipped as ``<name>.keras``.
+MODELS = ("main", "lite", "baseline")
+
+
+def config_from_profile(profile: Mapping[str, Any], block: str = "main", hp: Mapping[str, Any] | None = None) -> TrainConfig:
+    """The ``TrainConfig`` of one profile block; ``hp`` (e.g. the tuner's best) overrides it.
+
+    The profile's flat ``seed`` (a notebook parameter) wins over the block's; its flat
+    ``epochs`` sets the ``main`` block's length and is the default for blocks that name none,
+    so ``papermill -p epochs 3`` shortens the main training.
+    """
+    values = dict(profile.get(block) or {})
+    if not values:
+        raise ValueError(f"profile {profile.get('profile')!r} has no {block!r} block (blocks: {', '.join(MODELS)})")
+    values["hp"] = dict(values.get("hp") or {})
+    for key, value in dict(hp or {}).items():
+        if key in TrainConfig.__dataclass_fields__ and key != "hp":
+            values[key] = value
+        else:
+            values["hp"][key] = value
+    overrides = dict(hp or {})
+    if profile.get("seed") is not None and "seed" not in overrides:
+        values["seed"] = profile["seed"]
+    if profile.get("epochs") is not None and "epochs" not in overrides and (block == "main" or "epochs" not in values):
+        values["epochs"] = profile["epochs"]
+    return TrainConfig.from_dict(values)

@@ -1,4 +1,4 @@
-"""FER2013 from every form people have it in, as uint8 arrays.
+"""Reading FER2013 from every form people have it in, as uint8 arrays (and generated data).
 
 ``load(source)`` reads the Kaggle image-folder layout (a folder or a ``.zip``) or the original
 challenge CSV (``emotion,pixels,Usage``, also the ``icml_face_data.csv`` variant, plain or
@@ -9,7 +9,8 @@ source, so a second load is a single ``np.load``.
 Why not ``keras.utils.image_dataset_from_directory``: it reads neither zips nor the CSV, cannot
 split Kaggle's mixed ``test/`` folder into PublicTest/PrivateTest, and decodes through a
 TensorFlow graph that is slower than ``cv2.imdecode`` for 35k tiny PNGs. The arrays this module
-returns feed ``tf.data`` directly (see ``fer.train``).
+returns feed ``tf.data`` directly (``fer.pipeline``). Finding the data (``$FER_DATA``,
+``data/raw``, Kaggle) is :mod:`fer.sources`; auditing and cleaning the splits :mod:`fer.audit`.
 """
 
 from __future__ import annotations
@@ -23,25 +24,14 @@ import os
 import re
 import warnings
 import zipfile
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from fer.config import CLASSES, CSV_CODE_TO_NAME, IMAGE_SIZE, PROCESSED_DIR, RAW_DIR
+from fer.config import CLASSES, CSV_CODE_TO_NAME, IMAGE_SIZE, PROCESSED_DIR
 
-__all__ = [
-    "DataError",
-    "load",
-    "locate",
-    "download",
-    "audit",
-    "clean",
-    "split_validation",
-    "training_splits",
-    "source_hash",
-]
+__all__ = ["DataError", "load", "source_hash", "synthetic"]
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +54,6 @@ SPLIT_FOLDERS = {
 #: Kaggle's ``test/`` folder mixes both test sets; the file name says which.
 FILE_PREFIX_SPLIT = {"publictest": "public_test", "privatetest": "private_test"}
 USAGE_SPLIT = {"training": "train", "publictest": "public_test", "privatetest": "private_test"}
-KAGGLE_DATASET = "msambare/fer2013"
 
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]
 
@@ -123,55 +112,8 @@ def source_hash(path: str | os.PathLike) -> str:
             h.update(f"{f.relative_to(path).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     else:
         with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
+            hashlib.file_digest(fh, lambda: h)  # reads the file into h, in chunks
     return h.hexdigest()
-
-
-def locate(env: str = "FER_DATA", raw_dir: str | os.PathLike = RAW_DIR, download_ok: bool = True) -> Path:
-    """Find the dataset: ``$FER_DATA``, then ``data/raw/``, then a Kaggle download.
-
-    Raises :class:`DataError` saying exactly how to provide the data when none is found.
-    """
-    value = os.environ.get(env)
-    if value:
-        path = Path(value).expanduser()
-        if not path.exists():
-            raise DataError(f"${env}={value} does not exist. Point it at a FER2013 zip, folder or CSV.")
-        return path
-    raw = Path(raw_dir)
-    found = _find_in_raw(raw)
-    if found is not None:
-        return found
-    if download_ok and _kaggle_credentials():
-        return download(raw)
-    raise DataError(
-        "FER2013 not found. Provide it in one of these ways:\n"
-        f"  1. export {env}=/path/to/fer2013.zip   (Kaggle folder layout zip/folder, or fer2013.csv)\n"
-        f"  2. put fer2013.zip, fer2013.csv or the train/ and test/ folders in {raw}/\n"
-        "  3. set Kaggle credentials (KAGGLE_API_TOKEN, or KAGGLE_USERNAME and KAGGLE_KEY, or\n"
-        "     ~/.kaggle/kaggle.json, or Colab Secrets) and run `make data` to download "
-        f"{KAGGLE_DATASET}."
-    )
-
-
-def download(dest: str | os.PathLike = RAW_DIR) -> Path:
-    """Download the Kaggle image-folder FER2013 with kagglehub into ``dest``; return its folder."""
-    _colab_secrets_to_env()
-    try:
-        import kagglehub
-    except ImportError as err:
-        raise DataError("kagglehub is not installed: pip install kagglehub") from err
-    try:
-        cached = Path(kagglehub.dataset_download(KAGGLE_DATASET))  # shows its own progress bar
-    except Exception as err:
-        raise DataError(f"Kaggle download of {KAGGLE_DATASET} failed: {err}") from err
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    target = dest / "fer2013"
-    if not target.exists():
-        target.symlink_to(cached, target_is_directory=True)
-    return target
 
 
 # --------------------------------------------------------------------------- folder and zip layout
@@ -388,197 +330,6 @@ def _read_cache(cache_file: Path) -> Splits:
         return {s: (z[f"x__{s}"], z[f"y__{s}"]) for s in names}
 
 
-# --------------------------------------------------------------------------- finding the data
-
-
-def _find_in_raw(raw: Path) -> Path | None:
-    if not raw.is_dir():
-        return None
-    candidates = sorted(raw.iterdir())
-    for pattern in ("*.zip", "*.csv", "*.csv.gz"):
-        for c in candidates:
-            if c.is_file() and c.match(pattern):
-                return c
-    if any(SPLIT_FOLDERS.get(c.name.lower()) for c in candidates if c.is_dir()):
-        return raw
-    for c in candidates:  # one level down: data/raw/fer2013/{train,test}
-        if c.is_dir() and any(SPLIT_FOLDERS.get(d.name.lower()) for d in c.iterdir() if d.is_dir()):
-            return c
-    return None
-
-
-def _kaggle_credentials() -> bool:
-    _colab_secrets_to_env()
-    env = os.environ
-    return bool(
-        env.get("KAGGLE_API_TOKEN")
-        or (env.get("KAGGLE_USERNAME") and env.get("KAGGLE_KEY"))
-        or (Path.home() / ".kaggle" / "kaggle.json").exists()
-        or (Path.home() / ".kaggle" / "access_token").exists()
-    )
-
-
-def _colab_secrets_to_env() -> None:
-    """On Colab, copy Kaggle secrets (if the user granted them) into the environment."""
-    try:
-        from google.colab import userdata  # type: ignore[import-not-found]
-    except ImportError:
-        return
-    for name in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY"):
-        if name not in os.environ:
-            try:
-                value = userdata.get(name)
-            except Exception:  # secret absent or access not granted
-                continue
-            if value:
-                os.environ[name] = value
-
-
-# --------------------------------------------------------------------------- audit and cleaning
-
-
-def _digests(x: np.ndarray) -> np.ndarray:
-    """One 64-bit fingerprint per image (blake2b of its bytes); equal images, equal digests."""
-    return np.array(
-        [int.from_bytes(hashlib.blake2b(img.tobytes(), digest_size=8).digest(), "little") for img in x],
-        dtype=np.uint64,
-    )
-
-
-def audit(splits: Splits) -> dict:
-    """Facts a careful user should know before training on ``splits``.
-
-    Per split: size, class counts, constant images (all pixels equal; all-black ones counted
-    separately), exact repeats within the split. Across splits: images of each evaluation split
-    that also occur in ``train`` (leakage), and groups of identical pixels that carry different
-    labels anywhere.
-    """
-    digests = {s: _digests(x) for s, (x, _) in splits.items()}
-    report: dict = {"splits": {}, "leakage": {}, "conflicts": {}}
-    for split, (x, y) in splits.items():
-        flat = x.reshape(len(x), -1)
-        constant = flat.min(axis=1) == flat.max(axis=1)
-        black = flat.max(axis=1) == 0
-        d = digests[split]
-        counts = Counter(y.tolist())
-        report["splits"][split] = {
-            "images": int(len(x)),
-            "classes": {c: int(counts.get(i, 0)) for i, c in enumerate(CLASSES)},
-            "black": int(black.sum()),
-            "constant": int(constant.sum()),
-            "repeats": int(len(d) - len(np.unique(d))),
-        }
-    if "train" in splits:
-        train = set(digests["train"].tolist())
-        for split, d in digests.items():
-            if split != "train":
-                report["leakage"][split] = int(sum(v in train for v in d.tolist()))
-    labels_of: dict[int, set[int]] = {}
-    size_of: Counter = Counter()
-    for split, (_, y) in splits.items():
-        for v, lab in zip(digests[split].tolist(), y.tolist(), strict=True):
-            labels_of.setdefault(v, set()).add(lab)
-            size_of[v] += 1
-    conflicting = [v for v, labs in labels_of.items() if len(labs) > 1]
-    report["conflicts"] = {
-        "groups": len(conflicting),
-        "images": int(sum(size_of[v] for v in conflicting)),
-    }
-    dup_groups = [v for v, n in size_of.items() if n > 1]
-    report["duplicates"] = {"groups": len(dup_groups), "images": int(sum(size_of[v] for v in dup_groups))}
-    return report
-
-
-def audit_table(report: dict):
-    """The audit as a pandas DataFrame, one row per split (for notebooks and the CLI)."""
-    import pandas as pd
-
-    rows = []
-    for split, s in report["splits"].items():
-        row = {"split": split, "images": s["images"], **s["classes"]}
-        row.update(black=s["black"], constant=s["constant"], repeats=s["repeats"])
-        row["in_train"] = report["leakage"].get(split, "")
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("split")
-
-
-def clean(
-    splits: Splits,
-    *,
-    drop_constant: bool = True,
-    drop_leaked: bool = True,
-    drop_repeats: bool = False,
-    drop_conflicting: bool = False,
-) -> Splits:
-    """Remove problem images from ``train`` only; evaluation splits are never changed.
-
-    ``drop_leaked`` removes training images that also occur in an evaluation split, so that
-    test accuracy is measured on faces the model never saw. ``drop_repeats`` keeps the first
-    copy of images repeated within train; ``drop_conflicting`` removes every training copy of
-    pixels that carry more than one label anywhere.
-    """
-    if "train" not in splits:
-        return dict(splits)
-    x, y = splits["train"]
-    d = _digests(x)
-    keep = np.ones(len(x), dtype=bool)
-    if drop_constant:
-        flat = x.reshape(len(x), -1)
-        keep &= flat.min(axis=1) != flat.max(axis=1)
-    others = {s: _digests(v[0]) for s, v in splits.items() if s != "train"}
-    if drop_leaked and others:
-        held = set(np.concatenate(list(others.values())).tolist())
-        keep &= np.array([v not in held for v in d.tolist()], dtype=bool)
-    if drop_repeats:
-        _, first = np.unique(d, return_index=True)
-        first_mask = np.zeros(len(x), dtype=bool)
-        first_mask[first] = True
-        keep &= first_mask
-    if drop_conflicting:
-        labels_of: dict[int, set[int]] = {}
-        for split, (_, ys) in splits.items():
-            ds = d if split == "train" else others[split]
-            for v, lab in zip(ds.tolist(), ys.tolist(), strict=True):
-                labels_of.setdefault(v, set()).add(lab)
-        keep &= np.array([len(labels_of[v]) == 1 for v in d.tolist()], dtype=bool)
-    out = dict(splits)
-    out["train"] = (x[keep], y[keep])
-    return out
-
-
-# --------------------------------------------------------------------------- validation split
-
-
-def split_validation(
-    x: np.ndarray, y: np.ndarray, fraction: float = 0.1, seed: int = 0
-) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """Stratified, seeded train/validation split that keeps identical images on one side.
-
-    Duplicates are grouped (``StratifiedGroupKFold``) so a repeated face cannot sit in both
-    halves and inflate validation accuracy.
-    """
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    if not 0 < fraction < 1:
-        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
-    n_splits = max(2, round(1 / fraction))
-    groups = np.unique(_digests(x), return_inverse=True)[1]
-    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    train_idx, val_idx = next(folds.split(x, y, groups))
-    return (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx])
-
-
-def training_splits(splits: Splits, *, val_fraction: float = 0.1, seed: int = 0) -> tuple[tuple, tuple]:
-    """(train, validation) for model selection: ``public_test`` or ``val`` when present,
-    otherwise a stratified split of ``train``. A ``test``/``private_test`` split is never used."""
-    if "train" not in splits:
-        raise DataError(f"no 'train' split in {sorted(splits)}; cannot train.")
-    for name in ("val", "public_test"):
-        if name in splits:
-            return splits["train"], splits[name]
-    return split_validation(*splits["train"], fraction=val_fraction, seed=seed)
-
-
 # --------------------------------------------------------------------------- generated data
 
 
@@ -608,11 +359,3 @@ def synthetic(n_train: int = 70, n_test: int = 14, seed: int = 0, test_split: st
         return np.clip(x, 0, 255).astype(np.uint8), y.astype(np.int64)
 
     return {"train": make(n_train), test_split: make(n_test)}
-
-
-def load_source(data_source: str | os.PathLike | None = None, seed: int = 0) -> Splits:
-    """What notebooks and the CLI call: ``"synthetic"`` → :func:`synthetic`; a path → :func:`load`;
-    ``None`` → :func:`locate` then :func:`load`."""
-    if data_source in ("synthetic", "generated"):
-        return synthetic(seed=seed)
-    return load(data_source if data_source else locate())

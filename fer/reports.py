@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from fer.config import NOTEBOOKS_DIR, REPORTS_DIR, load_profile
+from fer.config import NOTEBOOKS_DIR, PROJECT_DIR, REPORTS_DIR, load_profile
 from fer.frontpage import headline, write_index  # noqa: F401 - both part of fer.reports' API
 
 KERNEL_NAME = "fer-study-python"
@@ -56,14 +56,23 @@ def notebook_parameters(profile: dict[str, Any], notebook: str | os.PathLike) ->
 
 @contextmanager
 def current_interpreter_kernel() -> Iterator[str]:
-    """A temporary kernelspec that starts ``sys.executable`` (found first via ``JUPYTER_PATH``)."""
+    """A temporary kernelspec that starts ``sys.executable`` (found first via ``JUPYTER_PATH``).
+
+    In a checkout, the kernel imports this checkout's ``fer`` first (``PYTHONPATH``), as this
+    process does: with several checkouts sharing one environment, the installed ``fer`` may be
+    another one's.
+    """
     with tempfile.TemporaryDirectory(prefix="fer-kernel-") as tmp:
         spec = Path(tmp) / "kernels" / KERNEL_NAME
         spec.mkdir(parents=True)
-        (spec / "kernel.json").write_text(json.dumps({
+        kernel = {
             "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
             "display_name": f"Python ({sys.executable})", "language": "python",
-        }))
+        }
+        if (PROJECT_DIR / "pyproject.toml").exists():
+            kernel["env"] = {"PYTHONPATH": os.pathsep.join(
+                [str(PROJECT_DIR), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        (spec / "kernel.json").write_text(json.dumps(kernel))
         old = os.environ.get("JUPYTER_PATH")
         with environ(JUPYTER_PATH=os.pathsep.join([tmp, old] if old else [tmp])):
             yield KERNEL_NAME

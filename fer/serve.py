@@ -81,13 +81,14 @@ def decode_upload(raw: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 
 def model_info() -> dict[str, Any]:
     """What /healthz reports: the bundled model file and its card, without loading TensorFlow."""
-    from fer.predict import ModelFileError, bundled_path, read_card
+    from fer import cards
+    from fer.predict import ModelFileError, bundled_path
 
     try:
         path = bundled_path()
     except ModelFileError as err:
         return {"available": False, "error": str(err)}
-    card = read_card(path)
+    card = cards.read(path)
     info: dict[str, Any] = {"available": True, "file": path.name, "size_bytes": path.stat().st_size}
     for key in ("name", "arch", "params", "sha256", "date"):
         if key in card:

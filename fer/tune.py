@@ -3,7 +3,7 @@
 ``search(profile, splits)`` runs Hyperband (or a Bayesian/random search) on the profile's
 ``train`` block, saves the best hyperparameters as JSON and returns them with a trial table.
 The final model is then retrained from those hyperparameters with the full schedule
-(``fer.train.run(profile, splits, hp=result.best_hp)``), not taken from a tuner checkpoint:
+(``fer.runs.run(profile, splits, hp=result.best_hp)``), not taken from a tuner checkpoint:
 search trials are short, constant-learning-rate runs on a subsample.
 
 The search directory is explicit. Each search lives in ``<directory>/<algorithm>-<key>``, where
@@ -28,8 +28,11 @@ from typing import Any
 import keras_tuner as kt
 import numpy as np
 
-from fer import train as fer_train
-from fer.config import RUNS_DIR
+from fer.config import RUNS_DIR, TrainConfig, config_from_profile
+from fer.devices import set_precision
+from fer.pipeline import make_dataset
+from fer.runs import data_fingerprint
+from fer.train import compile_model
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ ALGORITHMS = ("hyperband", "bayesian", "random")
 
 @dataclass
 class TuneResult:
-    best_hp: dict[str, Any]  # fed to fer.train.run(..., hp=best_hp)
+    best_hp: dict[str, Any]  # fed to fer.runs.run(..., hp=best_hp)
     table: Any  # pandas DataFrame: one row per trial, best first
     directory: Path
     trials: int
@@ -105,19 +108,19 @@ def _split(values: Mapping[str, Any]) -> dict[str, Any]:
     """TrainConfig fields stay top level; everything else goes to the architecture's ``hp``."""
     out: dict[str, Any] = {"hp": {}}
     for k, v in values.items():
-        (out if k in fer_train.TrainConfig.__dataclass_fields__ else out["hp"])[k] = v
+        (out if k in TrainConfig.__dataclass_fields__ else out["hp"])[k] = v
     return out
 
 
 class FerHyperModel(kt.HyperModel):
     """keras-tuner HyperModel: ``build`` makes the model, ``fit`` builds the matching tf.data."""
 
-    def __init__(self, base: fer_train.TrainConfig, train: tuple, val: tuple, choices: Mapping[str, list] | None = None,
+    def __init__(self, base: TrainConfig, train: tuple, val: tuple, choices: Mapping[str, list] | None = None,
                  params: Sequence[str] | None = None):
         super().__init__(name="fer", tunable=True)
         self.base, self.train, self.val, self.choices, self.params = base, train, val, choices, params
 
-    def config(self, hp) -> fer_train.TrainConfig:
+    def config(self, hp) -> TrainConfig:
         chosen = _split(space(hp, self.base.arch, self.choices, self.params, self.base.optimizer))
         hp_arch = {**self.base.hp, **chosen.pop("hp")}
         return replace(self.base, hp=hp_arch, schedule="plateau", **chosen)
@@ -127,14 +130,14 @@ class FerHyperModel(kt.HyperModel):
 
         cfg = self.config(hp)
         model = models.build(cfg.arch, cfg.hp)
-        fer_train.compile_model(model, cfg, steps_per_epoch=math.ceil(len(self.train[0]) / cfg.batch_size))
+        compile_model(model, cfg, steps_per_epoch=math.ceil(len(self.train[0]) / cfg.batch_size))
         return model
 
     def fit(self, hp, model, *args, **kwargs):
         cfg = self.config(hp)
         crop = int(model.input_shape[1])
-        train_ds = fer_train.make_dataset(*self.train, cfg, crop, training=True)
-        val_ds = fer_train.make_dataset(*self.val, cfg, crop, training=False)
+        train_ds = make_dataset(*self.train, cfg, crop, training=True)
+        val_ds = make_dataset(*self.val, cfg, crop, training=False)
         kwargs.pop("validation_data", None)
         kwargs["shuffle"] = False  # tf.data shuffles already
         return model.fit(train_ds, validation_data=val_ds, **kwargs)
@@ -148,22 +151,22 @@ def search(
     verbose: int = 1,
 ) -> TuneResult:
     """Run the profile's search; write ``best_hp.json`` and ``trials.csv`` into ``directory``."""
-    from fer import data
+    from fer import audit
 
     opts = dict(profile.get("tune") or {})
     algorithm = opts.get("algorithm", "hyperband")
     if algorithm not in ALGORITHMS:
         raise ValueError(f"tune.algorithm must be one of {ALGORITHMS}, not {algorithm!r}")
-    base = fer_train.config_from_profile(profile, "train")
-    fer_train.set_precision(base.precision)
+    base = config_from_profile(profile, "main")
+    set_precision(base.precision)
     directory = Path(directory) if directory else RUNS_DIR / str(profile.get("profile", "custom")) / "tune"
-    cleaned = data.clean(splits)
-    train_xy, val_xy = data.training_splits(cleaned, seed=base.seed)
+    cleaned = audit.clean(splits)
+    train_xy, val_xy = audit.training_splits(cleaned, seed=base.seed)
     cap = opts.get("max_train")
     if cap and len(train_xy[0]) > cap:  # stratified subsample keeps the class balance
-        (train_xy, _) = data.split_validation(*train_xy, fraction=1 - cap / len(train_xy[0]), seed=base.seed)
+        (train_xy, _) = audit.split_validation(*train_xy, fraction=1 - cap / len(train_xy[0]), seed=base.seed)
     epochs = int(opts.get("epochs", 3))
-    key = search_key(base, opts, fer_train.data_fingerprint(train_xy, val_xy))
+    key = search_key(base, opts, data_fingerprint(train_xy, val_xy))
     project = f"{algorithm}-{key}"
     common = dict(
         objective=kt.Objective("val_accuracy", "max"),
@@ -209,7 +212,7 @@ def search(
 _NOT_IN_TRIALS = ("epochs", "schedule", "early_stop", "tensorboard", "max_train")
 
 
-def search_key(base: fer_train.TrainConfig, opts: Mapping[str, Any], fingerprint: str) -> str:
+def search_key(base: TrainConfig, opts: Mapping[str, Any], fingerprint: str) -> str:
     """Short hash of what decides a search's trials: training options, ``tune`` block, data."""
     train = {k: v for k, v in asdict(base).items() if k not in _NOT_IN_TRIALS}
     blob = json.dumps({"train": train, "tune": dict(opts), "data": fingerprint}, sort_keys=True, default=list)

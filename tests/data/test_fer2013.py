@@ -12,7 +12,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from fer import data
+from fer import audit, data
 from fer.config import CLASSES, SHARED_DIR
 
 ZIP = SHARED_DIR / "data" / "fer2013.zip"
@@ -35,7 +35,7 @@ def splits(tmp_path_factory) -> data.Splits:
 
 @pytest.fixture(scope="module")
 def report(splits) -> dict:
-    return data.audit(splits)
+    return audit.audit(splits)
 
 
 def test_splits_and_per_class_counts(splits):
@@ -57,9 +57,9 @@ def test_known_quirks(report):
 
 
 def test_clean_removes_black_and_leaked_images_from_train_only(splits):
-    cleaned = data.clean(splits)
+    cleaned = audit.clean(splits)
     assert cleaned["public_test"] is splits["public_test"]
-    after = data.audit(cleaned)
+    after = audit.audit(cleaned)
     assert after["splits"]["train"]["black"] == 0 and after["leakage"] == {"public_test": 0}
     # 11 black + every train copy of the 280 leaked test images (some occur more than once)
     assert 28_709 - 11 - 280 >= len(cleaned["train"][0]) > 28_709 - 11 - 2 * 280

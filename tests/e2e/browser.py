@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fer import webcam
+from fer import demo
 
 Y4M_SIZE = (640, 360)
 Y4M_FPS = 15
@@ -69,8 +69,8 @@ def camera_frames(seconds: float = 3.0) -> list[np.ndarray]:
     """A few seconds of the sample video (``../shared/media/woman2.mp4``) at 640x360, or the
     generated astronaut clip when it is absent."""
     n = int(seconds * Y4M_FPS)
-    if webcam.SAMPLE_VIDEO.is_file():
-        cap = cv2.VideoCapture(str(webcam.SAMPLE_VIDEO))
+    if demo.SAMPLE_VIDEO.is_file():
+        cap = cv2.VideoCapture(str(demo.SAMPLE_VIDEO))
         step = max(1, round((cap.get(cv2.CAP_PROP_FPS) or 30) / Y4M_FPS))
         frames, i = [], 0
         while len(frames) < n:
@@ -83,7 +83,7 @@ def camera_frames(seconds: float = 3.0) -> list[np.ndarray]:
         cap.release()
         if frames:
             return frames
-    return list(webcam.demo_frames(n, Y4M_SIZE, Y4M_FPS))
+    return list(demo.astronaut_frames(n, Y4M_SIZE, Y4M_FPS))
 
 
 def launch(playwright, y4m: Path, extra_args: tuple[str, ...] = ()):

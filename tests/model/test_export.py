@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import fer
-from fer import export, predict
+from fer import cards, export, predict, runtimes
 from fer.config import NUM_CLASSES
 
 
@@ -41,8 +41,8 @@ def exported(tmp_path_factory, keras_clf, calibration):
 
 @pytest.mark.slow  # the exported fixture: every format converted once (~1 min)
 def test_every_format_has_its_own_card(exported):
-    cards = {fmt: predict.card_path(path) for fmt, path in exported.items()}
-    assert len(set(cards.values())) == len(export.FORMATS)  # main.tflite and main.onnx once shared main.json
+    card_files = {fmt: cards.card_path(path) for fmt, path in exported.items()}
+    assert len(set(card_files.values())) == len(export.FORMATS)  # main.tflite and main.onnx once shared main.json
     for fmt, path in exported.items():
         assert fer.load_classifier(path).card["export"]["format"] == fmt
 
@@ -110,12 +110,12 @@ def test_each_export_carries_a_card_that_is_verified(exported, keras_clf, tmp_pa
     import shutil
 
     path = exported["tflite-fp16"]
-    card = json.loads(predict.card_path(path).read_text())
+    card = json.loads(cards.card_path(path).read_text())
     assert card["export"] == {"format": "tflite-fp16", "source_sha256": keras_clf.card.get("sha256")}
-    assert card["sha256"] == predict.sha256(path) and fer.load_classifier(path).card == card
+    assert card["sha256"] == cards.sha256(path) and fer.load_classifier(path).card == card
     bad = tmp_path / path.name
     shutil.copyfile(path, bad)
-    shutil.copyfile(predict.card_path(path), predict.card_path(bad))
+    shutil.copyfile(cards.card_path(path), cards.card_path(bad))
     with open(bad, "r+b") as fh:
         fh.seek(100)
         fh.write(b"\x00garbage\x00")
@@ -130,5 +130,5 @@ def test_int8_conversion_does_not_warn_about_input_statistics(recwarn):
 
     model = models.build("resnet", {"crop": 40, "stem_width": 8, "widths": [8], "blocks": [1]})
     faces = np.random.default_rng(0).integers(0, 256, (8, 48, 48), dtype=np.uint8)
-    assert export.to_tflite(model, "int8", faces)[4:8] == b"TFL3"  # a TFLite flatbuffer
+    assert runtimes.to_tflite(model, "int8", faces)[4:8] == b"TFL3"  # a TFLite flatbuffer
     assert not [w for w in recwarn if "Statistics for quantized inputs" in str(w.message)]

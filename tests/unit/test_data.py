@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fer import data
+from fer import audit, data, sources
 from fer.config import CLASSES, CSV_CODE_TO_NAME
 from fer.data import DataError
 
@@ -105,7 +105,7 @@ def expected(items: list[tuple[np.ndarray, str]]) -> list[tuple[int, bytes]]:
 
 
 @pytest.fixture(scope="module")
-def sources(tmp_path_factory) -> dict:
+def source_files(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("fer2013")
     truth = make_tree(base / "folder")
     return {
@@ -123,10 +123,10 @@ def sources(tmp_path_factory) -> dict:
 
 
 @pytest.mark.parametrize("kind", ["folder", "zip", "csv", "csv.gz", "icml", "icml.gz"])
-def test_every_source_form_loads_the_same_pixels_and_labels(sources, kind, tmp_path):
-    splits = data.load(sources[kind], cache_dir=tmp_path)
+def test_every_source_form_loads_the_same_pixels_and_labels(source_files, kind, tmp_path):
+    splits = data.load(source_files[kind], cache_dir=tmp_path)
     assert list(splits) == ["train", "public_test", "private_test"]
-    for split, items in sources["truth"].items():
+    for split, items in source_files["truth"].items():
         x, y = splits[split]
         assert x.dtype == np.uint8 and x.shape[1:] == (48, 48) and y.dtype == np.int64
         assert canonical(x, y) == expected(items), f"{kind}: split {split} differs"
@@ -160,23 +160,23 @@ def _forbid_decoding(monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("kind", ["zip", "csv"])
-def test_second_load_reads_the_cache_without_decoding(sources, kind, tmp_path, monkeypatch):
-    first = data.load(sources[kind], cache_dir=tmp_path)
+def test_second_load_reads_the_cache_without_decoding(source_files, kind, tmp_path, monkeypatch):
+    first = data.load(source_files[kind], cache_dir=tmp_path)
     assert len(list(tmp_path.glob("fer2013-*.npz"))) == 1
     _forbid_decoding(monkeypatch)
-    second = data.load(sources[kind], cache_dir=tmp_path)
+    second = data.load(source_files[kind], cache_dir=tmp_path)
     assert list(second) == list(first)
     for split in first:
         np.testing.assert_array_equal(second[split][0], first[split][0])
         np.testing.assert_array_equal(second[split][1], first[split][1])
 
 
-def test_cache_false_neither_reads_nor_writes(sources, tmp_path):
-    data.load(sources["csv"], cache=False, cache_dir=tmp_path)
+def test_cache_false_neither_reads_nor_writes(source_files, tmp_path):
+    data.load(source_files["csv"], cache=False, cache_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_changed_zip_is_decoded_again(sources, tmp_path):
+def test_changed_zip_is_decoded_again(source_files, tmp_path):
     src = tmp_path / "src"
     make_tree(src)
     archive = zip_folder(src, tmp_path / "a.zip")
@@ -196,12 +196,12 @@ def test_changed_folder_is_decoded_again(tmp_path):
     assert len(data.load(src, cache_dir=cache)["train"][0]) == n_before + 1
 
 
-def test_truncated_cache_is_rebuilt(sources, tmp_path):
-    data.load(sources["csv"], cache_dir=tmp_path)
+def test_truncated_cache_is_rebuilt(source_files, tmp_path):
+    data.load(source_files["csv"], cache_dir=tmp_path)
     cache_file = next(tmp_path.glob("fer2013-*.npz"))
     cache_file.write_bytes(cache_file.read_bytes()[:100])
-    splits = data.load(sources["csv"], cache_dir=tmp_path)
-    assert canonical(*splits["train"]) == expected(sources["truth"]["train"])
+    splits = data.load(source_files["csv"], cache_dir=tmp_path)
+    assert canonical(*splits["train"]) == expected(source_files["truth"]["train"])
 
 
 # --------------------------------------------------------------------------- bad input
@@ -332,7 +332,7 @@ def messy() -> data.Splits:
 
 
 def test_audit_counts_black_constant_repeats_leakage_conflicts(messy):
-    report = data.audit(messy)
+    report = audit.audit(messy)
     assert json.loads(json.dumps(report)) == report  # the CLI prints it as JSON
     train, test = report["splits"]["train"], report["splits"]["public_test"]
     assert (train["images"], train["black"], train["constant"], train["repeats"]) == (8, 2, 3, 3)
@@ -348,13 +348,13 @@ def test_audit_counts_black_constant_repeats_leakage_conflicts(messy):
 
 
 def test_audit_table_has_a_row_per_split(messy):
-    table = data.audit_table(data.audit(messy))
+    table = audit.audit_table(audit.audit(messy))
     assert list(table.index) == ["train", "public_test"]
     assert table.loc["public_test", "in_train"] == 2 and table.loc["train", "black"] == 2
 
 
 def test_clean_defaults_drop_constant_and_leaked_train_images_only(messy):
-    cleaned = data.clean(messy)
+    cleaned = audit.clean(messy)
     x, y = cleaned["train"]
     assert len(x) == 8 - 3 - 1  # three constant images and B
     assert not any((img == messy["train"][0][6]).all() for img in x)
@@ -364,11 +364,11 @@ def test_clean_defaults_drop_constant_and_leaked_train_images_only(messy):
 
 def test_clean_options(messy):
     keep_all = dict(drop_constant=False, drop_leaked=False)
-    assert len(data.clean(messy, **keep_all)["train"][0]) == 8
-    assert len(data.clean(messy, **keep_all, drop_repeats=True)["train"][0]) == 8 - 1 - 2
+    assert len(audit.clean(messy, **keep_all)["train"][0]) == 8
+    assert len(audit.clean(messy, **keep_all, drop_repeats=True)["train"][0]) == 8 - 1 - 2
     # conflicting pixels: both black train images and all three copies of A go
-    assert len(data.clean(messy, **keep_all, drop_conflicting=True)["train"][0]) == 8 - 2 - 3
-    assert data.clean({"public_test": messy["public_test"]}) == {"public_test": messy["public_test"]}
+    assert len(audit.clean(messy, **keep_all, drop_conflicting=True)["train"][0]) == 8 - 2 - 3
+    assert audit.clean({"public_test": messy["public_test"]}) == {"public_test": messy["public_test"]}
 
 
 # --------------------------------------------------------------------------- validation split
@@ -389,7 +389,7 @@ def _ids(part: np.ndarray) -> set[bytes]:
 
 def test_split_validation_is_stratified_and_keeps_duplicates_on_one_side(labelled):
     x, y = labelled
-    (xt, yt), (xv, yv) = data.split_validation(x, y, fraction=0.2, seed=0)
+    (xt, yt), (xv, yv) = audit.split_validation(x, y, fraction=0.2, seed=0)
     assert len(xt) + len(xv) == len(x)
     assert not _ids(xt) & _ids(xv)
     share = np.bincount(yv, minlength=7) / np.bincount(y, minlength=7)
@@ -398,31 +398,31 @@ def test_split_validation_is_stratified_and_keeps_duplicates_on_one_side(labelle
 
 
 def test_split_validation_is_seeded(labelled):
-    a = data.split_validation(*labelled, seed=3)[1][0]
-    b = data.split_validation(*labelled, seed=3)[1][0]
-    c = data.split_validation(*labelled, seed=4)[1][0]
+    a = audit.split_validation(*labelled, seed=3)[1][0]
+    b = audit.split_validation(*labelled, seed=3)[1][0]
+    c = audit.split_validation(*labelled, seed=4)[1][0]
     np.testing.assert_array_equal(a, b)
     assert _ids(a) != _ids(c)
 
 
 def test_split_validation_rejects_a_bad_fraction(labelled):
     with pytest.raises(ValueError, match="fraction"):
-        data.split_validation(*labelled, fraction=1.5)
+        audit.split_validation(*labelled, fraction=1.5)
 
 
 def test_training_splits_never_select_on_a_test_split(labelled, messy):
     x, y = labelled
     holdout = (x[:5], y[:5])
     for name in ("test", "private_test"):
-        (xt, _), (xv, _) = data.training_splits({"train": (x, y), name: holdout}, seed=0)
+        (xt, _), (xv, _) = audit.training_splits({"train": (x, y), name: holdout}, seed=0)
         assert len(xt) + len(xv) == len(x)  # validation comes out of train
     for name in ("public_test", "val"):
-        train, val = data.training_splits({"train": (x, y), name: holdout})
+        train, val = audit.training_splits({"train": (x, y), name: holdout})
         assert val is holdout and train[0] is x
-    train, val = data.training_splits({"train": (x, y), "val": (x[:3], y[:3]), "public_test": holdout})
+    train, val = audit.training_splits({"train": (x, y), "val": (x[:3], y[:3]), "public_test": holdout})
     assert len(val[0]) == 3  # an explicit val split wins over public_test
     with pytest.raises(DataError, match="no 'train' split"):
-        data.training_splits({"public_test": holdout})
+        audit.training_splits({"public_test": holdout})
 
 
 # --------------------------------------------------------------------------- locate
@@ -444,27 +444,27 @@ def test_locate_prefers_fer_data(no_kaggle, monkeypatch, tmp_path):
     target = tmp_path / "mine.csv"
     target.write_text("")
     monkeypatch.setenv("FER_DATA", str(target))
-    assert data.locate(raw_dir=raw) == target
+    assert sources.locate(raw_dir=raw) == target
     monkeypatch.setenv("FER_DATA", str(tmp_path / "typo.zip"))
     with pytest.raises(DataError, match="typo.zip does not exist"):
-        data.locate(raw_dir=raw)
+        sources.locate(raw_dir=raw)
 
 
 def test_locate_finds_files_and_folders_in_raw(no_kaggle, tmp_path):
     raw = tmp_path / "raw"
     (raw / "fer2013" / "train").mkdir(parents=True)
-    assert data.locate(raw_dir=raw) == raw / "fer2013"
+    assert sources.locate(raw_dir=raw) == raw / "fer2013"
     (raw / "test").mkdir()
-    assert data.locate(raw_dir=raw) == raw
+    assert sources.locate(raw_dir=raw) == raw
     (raw / "fer2013.csv").write_text("")
-    assert data.locate(raw_dir=raw) == raw / "fer2013.csv"
+    assert sources.locate(raw_dir=raw) == raw / "fer2013.csv"
     (raw / "fer2013.zip").write_bytes(b"")
-    assert data.locate(raw_dir=raw) == raw / "fer2013.zip"
+    assert sources.locate(raw_dir=raw) == raw / "fer2013.zip"
 
 
 def test_locate_without_data_or_credentials_says_what_to_do(no_kaggle, tmp_path):
     with pytest.raises(DataError) as err:
-        data.locate(raw_dir=tmp_path / "raw")
+        sources.locate(raw_dir=tmp_path / "raw")
     message = str(err.value)
     assert "FER_DATA" in message and str(tmp_path / "raw") in message and "KAGGLE" in message
 
@@ -477,16 +477,16 @@ def test_locate_downloads_from_kaggle_only_with_credentials(no_kaggle, monkeypat
     monkeypatch.setitem(sys.modules, "kagglehub", fake)
     raw = tmp_path / "raw"
     with pytest.raises(DataError):
-        data.locate(raw_dir=raw)
+        sources.locate(raw_dir=raw)
     assert calls == []  # no credentials: no network
     monkeypatch.setenv("KAGGLE_USERNAME", "someone")
     monkeypatch.setenv("KAGGLE_KEY", "secret")
     with pytest.raises(DataError):
-        data.locate(raw_dir=raw, download_ok=False)
-    found = data.locate(raw_dir=raw)
+        sources.locate(raw_dir=raw, download_ok=False)
+    found = sources.locate(raw_dir=raw)
     assert calls == ["msambare/fer2013"]
     assert found.resolve() == downloaded.resolve() and found.parent == raw
-    assert data.locate(raw_dir=raw) == found  # second time: found in raw, no download
+    assert sources.locate(raw_dir=raw) == found  # second time: found in raw, no download
     assert calls == ["msambare/fer2013"]
 
 
@@ -497,29 +497,29 @@ def test_failed_kaggle_download_is_a_data_error(no_kaggle, monkeypatch, tmp_path
     monkeypatch.setitem(sys.modules, "kagglehub", types.SimpleNamespace(dataset_download=fail))
     monkeypatch.setenv("KAGGLE_API_TOKEN", "x")
     with pytest.raises(DataError, match="403 Forbidden"):
-        data.locate(raw_dir=tmp_path / "raw")
+        sources.locate(raw_dir=tmp_path / "raw")
 
 
 # --------------------------------------------------------------------------- CLI
 
 
-def test_cli_data_prints_the_audit_table(sources, capsys):
+def test_cli_data_prints_the_audit_table(source_files, capsys):
     from fer import cli
 
-    assert cli.main(["data", str(sources["zip"]), "--no-cache"]) == 0
+    assert cli.main(["data", str(source_files["zip"]), "--no-cache"]) == 0
     out = capsys.readouterr().out
-    assert f"source: {sources['zip']}" in out
+    assert f"source: {source_files['zip']}" in out
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.split()[:1] in (["train"], ["private_test"])}
     assert rows["train"][0] == str(sum(TRAIN_PER_CLASS.values()))
     assert "exact duplicates: 0 groups" in out and "conflicting labels: 0 groups" in out
 
 
-def test_cli_data_json(sources, capsys):
+def test_cli_data_json(source_files, capsys):
     from fer import cli
 
-    assert cli.main(["data", str(sources["icml.gz"]), "--json", "--no-cache"]) == 0
+    assert cli.main(["data", str(source_files["icml.gz"]), "--json", "--no-cache"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["source"] == str(sources["icml.gz"])
+    assert report["source"] == str(source_files["icml.gz"])
     assert report["splits"]["train"]["classes"] == TRAIN_PER_CLASS
     assert report["leakage"] == {"public_test": 0, "private_test": 0}
 
@@ -534,7 +534,7 @@ def test_cli_data_error_is_one_line_and_exit_2(tmp_path, capsys):
     assert err.startswith("error: ") and "empty file" in err and "Traceback" not in err
 
 
-def test_no_warnings_on_a_clean_load(sources):
+def test_no_warnings_on_a_clean_load(source_files):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        data.load(sources["zip"], cache=False)
+        data.load(source_files["zip"], cache=False)

@@ -12,17 +12,13 @@ from __future__ import annotations
 import ast
 import re
 import sys
+import tomllib
 from importlib import metadata
 
 import pytest
 import yaml
 
 from fer.config import PROJECT_DIR
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10: the dev extra installs tomli there
-    import tomli as tomllib
 
 
 def _normalise(requirement: str) -> str:
@@ -142,23 +138,13 @@ def test_the_import_scan_sees_fer_s_imports() -> None:
     assert "fer/serve.py" in imports["PIL"] and "os" not in imports and "fer.config" not in imports
 
 
-def _applies(requirement: str) -> bool:
-    """A requirement's ``; python_version < 'X.Y'`` marker (the only kind used) on this Python."""
-    marker = re.search(r";\s*python_version\s*(<|>=)\s*['\"](\d+)\.(\d+)['\"]", requirement)
-    if not marker:
-        return True
-    below = sys.version_info[:2] < (int(marker.group(2)), int(marker.group(3)))
-    return below if marker.group(1) == "<" else not below
-
-
 def test_every_declared_package_is_installed() -> None:
     """A broken environment fails here, by name, instead of skipping or failing somewhere deep."""
     groups = _pyproject()
     absent = []
     for requirement in groups["main"] + groups["dev"]:
-        if _applies(requirement):
-            try:
-                metadata.version(_dist_name(requirement))
-            except metadata.PackageNotFoundError:
-                absent.append(requirement)
+        try:
+            metadata.version(_dist_name(requirement))
+        except metadata.PackageNotFoundError:
+            absent.append(requirement)
     assert absent == [], "declared in pyproject.toml but not installed: run `make env`"

@@ -122,7 +122,8 @@ def test_write_metrics_merges_sections(tmp_path, monkeypatch):
     saved = json.loads(path.read_text())
     assert saved == {"explore": {"images": 5}, "evaluate": {"accuracy": 0.5, "ci": [pytest.approx(0.4), pytest.approx(0.6)]}}
     evaluate.write_metrics("p", "explore", {"images": 6})
-    assert evaluate.read_metrics("p")["explore"] == {"images": 6} and "evaluate" in evaluate.read_metrics("p")
+    again = json.loads(path.read_text())
+    assert again["explore"] == {"images": 6} and again["evaluate"] == saved["evaluate"]
 
 
 def test_resolve_model_path_prefers_explicit_then_trained_then_bundled(tmp_path, monkeypatch):

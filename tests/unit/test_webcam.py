@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import base64
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import cv2
 import numpy as np
 import pytest
 import traitlets
 
-from fer import webcam
+from fer import demo, webcam
 from fer.config import CLASSES
 
 
@@ -39,8 +39,8 @@ class Recorder:
 
 @pytest.fixture
 def jpeg():
-    frame = next(webcam.demo_frames(1, (320, 180)))
-    return webcam.encode_like_browser(frame)
+    frame = next(demo.astronaut_frames(1, (320, 180)))
+    return demo.encode_like_browser(frame)
 
 
 def test_a_buffer_frame_is_answered_with_plain_json_faces(jpeg):
@@ -161,7 +161,7 @@ def test_the_front_end_is_one_offline_module_with_a_default_export():
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    return webcam.demo_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", seconds=1.0, fps=10)
+    return demo.astronaut_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", seconds=1.0, fps=10)
 
 
 def test_kernel_camera_plays_a_file_and_stops(clip):
@@ -212,9 +212,9 @@ def test_kernel_camera_does_not_start_unless_asked(clip):
 
 
 def test_replay_samples_the_video_at_the_widget_rate_and_keeps_annotated_frames(tmp_path):
-    path = webcam.demo_clip(tmp_path / "c.mp4", seconds=2.0, fps=20)
+    path = demo.astronaut_clip(tmp_path / "c.mp4", seconds=2.0, fps=20)
     stub = Recorder()
-    run = webcam.replay(path, rate=10, keep=3, analyze=stub)
+    run = demo.replay(path, rate=10, keep=3, analyze=stub)
     assert len(run.table) == 20 and run.fps == pytest.approx(10)  # every 2nd frame of 40
     assert run.table["frame"].tolist() == list(range(0, 40, 2))
     assert (run.table["label"] == "happy").all() and run.table["happy"].gt(0.5).all()
@@ -223,30 +223,30 @@ def test_replay_samples_the_video_at_the_widget_rate_and_keeps_annotated_frames(
 
 
 def test_replay_keeps_its_frames_within_max_frames(tmp_path):
-    path = webcam.demo_clip(tmp_path / "c.mp4", seconds=4.0, fps=10)
-    run = webcam.replay(path, rate=10, keep=3, max_frames=10, analyze=lambda im: [])
+    path = demo.astronaut_clip(tmp_path / "c.mp4", seconds=4.0, fps=10)
+    run = demo.replay(path, rate=10, keep=3, max_frames=10, analyze=lambda im: [])
     assert len(run.table) == 10 and [round(t, 1) for t, _ in run.frames] == [0.0, 0.4, 0.9]
 
 
 def test_replay_downscales_like_the_browser(tmp_path):
     big = tmp_path / "big.mp4"
     writer = cv2.VideoWriter(str(big), cv2.VideoWriter_fourcc(*"mp4v"), 10, (1280, 720))
-    for frame in webcam.demo_frames(3, (1280, 720)):
+    for frame in demo.astronaut_frames(3, (1280, 720)):
         writer.write(frame)
     writer.release()
     stub = Recorder()
-    webcam.replay(big, rate=10, analyze=stub)
+    demo.replay(big, rate=10, analyze=stub)
     assert stub.shapes and set(stub.shapes) == {(360, 640, 3)}
 
 
 def test_replay_of_no_face_leaves_blank_labels(tmp_path):
-    path = webcam.demo_clip(tmp_path / "c.mp4", seconds=1.0, fps=10)
-    run = webcam.replay(path, analyze=lambda im: [])
+    path = demo.astronaut_clip(tmp_path / "c.mp4", seconds=1.0, fps=10)
+    run = demo.replay(path, analyze=lambda im: [])
     assert run.table["faces"].eq(0).all() and run.table["label"].isna().all()
 
 
-def test_demo_frames_move_and_hold_a_face():
-    frames = list(webcam.demo_frames(30, (640, 360)))
+def test_astronaut_frames_move_and_hold_a_face():
+    frames = list(demo.astronaut_frames(30, (640, 360)))
     assert all(f.shape == (360, 640, 3) and f.dtype == np.uint8 for f in frames)
     assert np.abs(frames[0].astype(int) - frames[20].astype(int)).mean() > 5  # it moves
 
@@ -254,7 +254,7 @@ def test_demo_frames_move_and_hold_a_face():
 def test_label_timeline_draws_a_strip_and_one_curve_per_class(tmp_path):
     from fer import plots
 
-    run = webcam.replay(webcam.demo_clip(tmp_path / "c.mp4", seconds=1.0, fps=10), analyze=Recorder())
+    run = demo.replay(demo.astronaut_clip(tmp_path / "c.mp4", seconds=1.0, fps=10), analyze=Recorder())
     fig = plots.label_timeline(run.table, title="t")
     strip, curves = fig.axes
     assert strip.get_title() == "t" and len(curves.get_lines()) == len(CLASSES)
@@ -271,18 +271,18 @@ def test_uploaded_files_reads_ipywidgets_7_and_8_values():
 
     v8 = ({"name": "a.jpg", "content": memoryview(b"abc")},)
     v7 = {"b.png": {"metadata": {"name": "b.png"}, "content": b"xyz"}}
-    assert webcam.uploaded_files(Upload(v8)) == [("a.jpg", b"abc")]
-    assert webcam.uploaded_files(Upload(v7)) == [("b.png", b"xyz")]
+    assert demo.uploaded_files(Upload(v8)) == [("a.jpg", b"abc")]
+    assert demo.uploaded_files(Upload(v7)) == [("b.png", b"xyz")]
 
 
 def test_photo_upload_shows_the_faces_or_says_what_is_wrong(jpeg):
-    box = webcam.photo_upload(analyze=Recorder("surprise"))
+    box = demo.photo_upload(analyze=Recorder("surprise"))
     upload, note = box.children[0].children
     shown = box.children[1]
 
     def upload_file(name, content):  # what the browser sets (ipywidgets 8's value)
         upload.value = ({"name": name, "type": "", "size": len(content), "content": memoryview(content),
-                         "last_modified": datetime.now(timezone.utc)},)
+                         "last_modified": datetime.now(UTC)},)
 
     upload_file("x.txt", b"hello")
     assert "not an image" in note.value and shown.layout.display == "none"

@@ -1,0 +1,209 @@
+"""The commands that use models: ``predict``, ``annotate``, ``export``, ``bench``, ``serve``, ``cards``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from fer.cli import CLIError
+
+# --------------------------------------------------------------------------- inference
+
+
+def add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="find the faces in photos and classify their expressions", description=(
+        "Detect every face in each image (BlazeFace), crop it FER2013-style and classify it with "
+        "the bundled model (or --model: .keras, .tflite or .onnx). Prints a table, or JSON."))
+    p.add_argument("images", nargs="+", metavar="IMG", help="image files (JPEG, PNG, ...)")
+    p.add_argument("--json", action="store_true", help="print JSON: [{image, faces: [{box, label, probs}]}]")
+    p.add_argument("--model", help="model file (default: the bundled one)")
+    p.add_argument("--tta", choices=["flip", "tencrop"], help="test-time augmentation")
+    p.add_argument("--detector", default="auto", help="auto, blazeface-front/back/full or haar (default: auto)")
+    p.set_defaults(handler=cmd_predict)
+
+
+def _read_image(path: str):
+    import cv2
+    import numpy as np
+
+    if not os.path.exists(path):
+        raise CLIError(f"{path}: no such file.")
+    if os.path.isdir(path):
+        raise CLIError(f"{path} is a folder; pass image files (e.g. {path}/*.jpg).")
+    image = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise CLIError(f"{path}: not an image OpenCV can read (use JPEG, PNG, BMP or WebP).")
+    if image.dtype != np.uint8:  # 16-bit PNG/TIFF
+        image = (image / 257).astype(np.uint8) if image.dtype == np.uint16 else image.astype(np.uint8)
+    return image
+
+
+def cmd_predict(args) -> int:
+    from fer import CLASSES, predict
+
+    images = [(path, _read_image(path)) for path in args.images]  # bad paths fail before the model loads
+    clf = predict.load_classifier(args.model) if args.model else predict.default_classifier()
+    results = []
+    for path, image in images:
+        faces = predict.analyze(image, classifier=clf, detector=args.detector, tta=args.tta)
+        results.append({"image": path, "faces": faces})
+        if not faces:
+            print(f"warning: no face found in {path} (faces should be upright and at least "
+                  "~1/8 of the picture; try --detector blazeface-back for small faces)", file=sys.stderr)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        head = f"{'image':30s} {'face':>4s} {'box (x,y,w,h)':>20s}  {'label':9s}" + "".join(f"{c[:7]:>8s}" for c in CLASSES)
+        print(head)
+        for r in results:
+            for i, f in enumerate(r["faces"]):
+                box = ",".join(map(str, f["box"]))
+                print(f"{r['image'][-30:]:30s} {i:>4d} {box:>20s}  {f['label']:9s}"
+                      + "".join(f"{f['probs'][c]:>8.3f}" for c in CLASSES))
+    if not any(r["faces"] for r in results):
+        raise CLIError(f"no face found in {len(results)} image(s).")
+    return 0
+
+
+def add_annotate(sub) -> None:
+    p = sub.add_parser("annotate", help="draw faces, labels and probability bars on a video or webcam", description=(
+        "Run fer.analyze on every frame of SOURCE (a video file, or a webcam index such as 0) and "
+        "write the annotated video; labels are smoothed per tracked face unless --no-smooth."))
+    p.add_argument("source", metavar="SOURCE", help="video file, or webcam index (0, 1, ...)")
+    p.add_argument("-o", "--out", help="annotated video to write (.mp4); required for files")
+    p.add_argument("--csv", help="write one row per face per frame (frame, time, face id, box, label, probs)")
+    p.add_argument("--no-smooth", action="store_true", help="raw per-frame labels (no temporal smoothing)")
+    p.add_argument("--show", action="store_true", help="live preview window (needs a display and GUI OpenCV)")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames (webcam: default runs until Ctrl-C)")
+    p.add_argument("--model", help="model file (default: the bundled one)")
+    p.add_argument("--detector", default="auto", help="auto, blazeface-front/back/full or haar (default: auto)")
+    p.set_defaults(handler=cmd_annotate)
+
+
+def cmd_annotate(args) -> int:
+    from fer import annotate, predict
+
+    if not args.out and not args.show and not args.csv:
+        raise CLIError("nothing to produce: pass -o OUT.mp4, --csv FILE or --show.")
+    if args.out and not args.out.lower().endswith((".mp4", ".avi", ".mov", ".mkv")):
+        raise CLIError(f"{args.out}: the output needs a video suffix such as .mp4.")
+    clf = predict.load_classifier(args.model) if args.model else None
+    try:
+        s = annotate.annotate(args.source, args.out, csv_path=args.csv, smooth=not args.no_smooth,
+                              show=args.show, max_frames=args.max_frames, classifier=clf,
+                              detector=args.detector)
+    except annotate.SourceError as err:
+        raise CLIError(str(err)) from None
+    top = ", ".join(f"{k} {v}" for k, v in sorted(s.labels.items(), key=lambda kv: -kv[1]) if v)
+    print(f"{s.frames} frames, faces in {s.frames_with_faces} ({s.faces} in all); labels: {top or '-'}")
+    for path in (args.out, args.csv):
+        if path:
+            print(f"wrote {path}")
+    if s.faces == 0:
+        raise CLIError(f"no face found in any of the {s.frames} frames of {args.source}.")
+    return 0
+
+
+def add_export(sub) -> None:
+    p = sub.add_parser("export", help="export the classifier to TFLite (fp32/fp16/int8) and ONNX", description=(
+        "Convert a .keras model (default: the bundled one) into OUT_DIR and check each export "
+        "against Keras on FER2013 PublicTest faces (or generated faces if FER2013 is absent): "
+        "top-1 agreement and max probability difference. fer.load_classifier(path) runs the files."))
+    p.add_argument("--model", help="the .keras model (default: the bundled one)")
+    p.add_argument("-o", "--out-dir", default="exported", help="folder to write to (default: exported/)")
+    p.add_argument("--formats", default="tflite,tflite-fp16,tflite-int8,onnx",
+                   help="comma-separated: tflite, tflite-fp16, tflite-int8, onnx (default: all)")
+    p.add_argument("--check", type=int, default=500, help="faces to check parity on (0: skip)")
+    p.set_defaults(handler=cmd_export)
+
+
+def cmd_export(args) -> int:
+    from fer import export, predict
+
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in export.FORMATS]
+    if unknown:
+        raise CLIError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(export.FORMATS)}.")
+    written = export.export(args.model, args.out_dir, formats)
+    faces = export.check_faces(args.check) if args.check else None
+    reference = predict.load_classifier(args.model, backend="keras") if args.check else None
+    for fmt, path in written.items():
+        line = f"{fmt:12s} {path} ({path.stat().st_size / 1e3:.0f} kB)"
+        if faces is not None:
+            r = export.parity(reference, predict.load_classifier(path), faces)
+            line += f"  top-1 agreement {r['top1_agreement']:.2%} on {r['n']}, max |dp| {r['max_abs_diff']:.4f}"
+        print(line)
+    return 0
+
+
+def add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="latency and throughput, and a comparison with the PyPI fer package", description=(
+        "Classifier latency at batch 1 (p50/p95) and throughput at batch 256, detector ms/frame, "
+        "and fer.analyze p50/p95 on 640x480 video frames; with --compare-fer the same frames go "
+        "through the PyPI `fer` package's FER().detect_emotions in a side venv (.bench-venv, made "
+        "on first use) and the speed ratio is printed."))
+    p.add_argument("--frames", type=int, default=60, help="640x480 frames to time analyze on (default: 60)")
+    p.add_argument("--model", help="model file (default: the bundled one)")
+    p.add_argument("--compare-fer", action="store_true", help="also time the PyPI fer package (side venv)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(handler=cmd_bench)
+
+
+def cmd_bench(args) -> int:
+    from fer import bench
+
+    results = bench.run(frames=args.frames, model=args.model, compare_fer=args.compare_fer)
+    print(json.dumps(results, indent=2) if args.json else bench.report(results))
+    return 0
+
+
+def add_cards(sub) -> None:
+    p = sub.add_parser("cards", help="the shipped models' cards: accuracy, size, training", description=(
+        "Read the model cards in fer/weights/ (one JSON file beside each model). Default: one line per "
+        "model. --markdown prints the results table README.md carries (a test checks they agree)."))
+    p.add_argument("--markdown", action="store_true", help="print the README's results table")
+    p.add_argument("--json", action="store_true", help="print the cards as JSON")
+    p.add_argument("--weights-dir", help="where the cards are (default: fer/weights/)")
+    p.set_defaults(handler=cmd_cards)
+
+
+def cmd_cards(args) -> int:
+    from fer import cards
+    from fer.config import MODELS, WEIGHTS_DIR
+
+    weights = args.weights_dir or WEIGHTS_DIR
+    if args.markdown:
+        print(cards.results_markdown(weights), end="")
+        return 0
+    found = {name: card for name in MODELS if (card := cards.bundled(name, weights)) is not None}
+    if not found:
+        raise CLIError(f"no model cards in {weights}")
+    if args.json:
+        print(json.dumps(found, indent=2))
+    for name, card in {} if args.json else found.items():
+        m = card["metrics"]["validation"]
+        print(f"{name}: {card['params']:,} params, {card['data']['validation']} accuracy {m['accuracy_single']:.4f} "
+              f"(ten-crop {m['accuracy_tencrop']:.4f}), macro-F1 {m['macro_f1_single']:.4f}, sha256 {card['sha256'][:12]}")
+    return 0
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="start the web app (photo upload and webcam)", description=(
+        "Start the Flask app with the bundled model: a page where you upload a photo or use your "
+        "webcam, POST /api/predict (multipart field 'image') and GET /healthz. Binds to "
+        "127.0.0.1 unless --host says otherwise; works offline."))
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
+    p.set_defaults(handler=cmd_serve)
+
+
+def cmd_serve(args) -> int:
+    from fer import serve
+
+    print("loading the model...", flush=True)
+    serve.serve(host=args.host, port=args.port)  # Flask then prints the address to open
+    return 0

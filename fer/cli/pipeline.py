@@ -1,0 +1,228 @@
+"""The commands that make models: ``data``, ``train``, ``ensemble``, ``tune``, ``reproduce``, ``reports``."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from fer.cli import CLIError
+
+# --------------------------------------------------------------------------- data
+
+
+def add_data(sub) -> None:
+    p = sub.add_parser("data", help="load a FER2013 source and print its audit", description=(
+        "Load FER2013 (zip, folder or challenge CSV; default: $FER_DATA, then data/raw, then a "
+        "Kaggle download) and print per-split class counts, black/constant images, repeats, "
+        "leakage between splits and conflicting labels."))
+    p.add_argument("source", nargs="?", help="zip, folder or CSV (default: located automatically)")
+    p.add_argument("--json", action="store_true", help="print the audit as JSON")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write data/processed")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images / malformed rows")
+    p.set_defaults(handler=cmd_data)
+
+
+def cmd_data(args) -> int:
+    from fer import audit, data, sources
+
+    source = args.source or sources.locate()
+    splits = data.load(source, cache=not args.no_cache, skip_bad=args.skip_bad)
+    report = audit.audit(splits)
+    if args.json:
+        print(json.dumps({"source": str(source), **report}, indent=2))
+        return 0
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(f"source: {source}\n")
+        print(audit.audit_table(report).to_string())
+    d, c = report["duplicates"], report["conflicts"]
+    print(f"\nexact duplicates: {d['groups']} groups covering {d['images']} images")
+    for split, n in report["leakage"].items():
+        print(f"leakage: {n} {split} images also occur in train")
+    print(f"conflicting labels: {c['groups']} groups of identical pixels ({c['images']} images)")
+    return 0
+
+
+# --------------------------------------------------------------------------- train
+
+
+def _profile_args(p, training: bool = True) -> None:
+    p.add_argument("--profile", default="cpu", help="params profile: smoke, cpu, full or a YAML path (default: cpu)")
+    p.add_argument("--data", dest="data_source", help="FER2013 zip/folder/CSV, or 'synthetic' (default: the profile's)")
+    if not training:
+        return
+    p.add_argument("--epochs", type=int, help="override the epochs (train: of the block it trains; else the profile's)")
+    p.add_argument("--seed", type=int, help="override the profile's seed")
+
+
+def _load_profile_and_data(args):
+    from fer import config, sources
+
+    profile = config.load_profile(args.profile)
+    for key in ("data_source", "epochs", "seed"):
+        if getattr(args, key, None) is not None:
+            profile[key] = getattr(args, key)
+    if not profile.get("data_source"):
+        profile["data_source"] = str(sources.locate())  # recorded in the model card
+    splits = sources.load_source(profile.get("data_source"), seed=profile.get("seed", 0))
+    return profile, splits
+
+
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model from a params profile", description=(
+        "Train the main, lite or baseline model of a params profile (its main:, lite: or baseline: block). Runs go to "
+        "runs/<profile>/<name>/ (log.csv, best.keras, model.keras, card.json) and resume after an "
+        "interruption. --ship copies the result into fer/weights/ with its model card."))
+    _profile_args(p)
+    p.add_argument("--model", default="main", choices=["main", "lite", "baseline"],
+                   help="profile block to train: train (main model), lite or baseline")
+    p.add_argument("--hp", help="JSON file of hyperparameters overriding the block (e.g. the tuner's best)")
+    p.add_argument("--run-dir", help="where to write the run (default: runs/<profile>/<name>)")
+    p.add_argument("--ship", action="store_true", help="copy the trained model into fer/weights/")
+    p.add_argument("--float16-weights", action="store_true",
+                   help="round the trained weights to float16 before evaluating and ship them so: half the file "
+                        "size (the full profile's 5 M parameters are 19.8 MB in float32), and the card's numbers "
+                        "are exactly the shipped file's")
+    p.add_argument("--weights-dir", help="with --ship: where to write <name>.keras and its card (default: fer/weights/)")
+    p.set_defaults(handler=cmd_train)
+
+
+def cmd_train(args) -> int:
+    from fer import runs
+
+    profile, splits = _load_profile_and_data(args)
+    hp = json.loads(open(args.hp).read()) if args.hp else {}
+    if args.epochs is not None:  # the profile's flat epochs only sets the main block's; this is explicit
+        hp["epochs"] = args.epochs
+    card = runs.run(profile, splits, block=args.model, hp=hp, run_dir=args.run_dir, verbose=2,
+                    float16_weights=args.float16_weights)
+    _report_run(card, args.ship, args.weights_dir)
+    return 0
+
+
+def _report_run(card: dict, ship: bool, weights_dir=None) -> None:
+    """Print a finished run's card in one line; with ``ship`` copy it into fer/weights/."""
+    from fer import runs
+
+    m = card["metrics"]["validation"]
+    print(f"{card['name']}: {card['params']:,} params, {card['epochs_run']} epochs in "
+          f"{card['train_wall_s'] / 60:.1f} min; {card['data']['validation']} accuracy "
+          f"{m['accuracy_single']:.4f} (flip {m['accuracy_flip']:.4f}, ten-crop {m['accuracy_tencrop']:.4f}), "
+          f"macro-F1 {m['macro_f1_single']:.4f}")
+    if ship:
+        dest = runs.ship(card["run_dir"], name=card["name"], weights_dir=weights_dir)
+        print(f"shipped {dest} ({dest.stat().st_size / 1e6:.1f} MB)")
+
+
+def add_ensemble(sub) -> None:
+    p = sub.add_parser("ensemble", help="average finished training runs into one model", description=(
+        "Combine runs written by 'python -m fer train' (e.g. the same profile with --seed 0, 1, 2) into "
+        "one .keras model that averages their probabilities. The members must share the crop and "
+        "the data; the ensemble is evaluated on the profile's validation split and its card lists "
+        "each member's recipe, time and accuracy. Example: python -m fer ensemble runs/cpu/main "
+        "runs/cpu/main-s1 runs/cpu/main-s2 --ship"))
+    _profile_args(p, training=False)
+    p.add_argument("members", nargs="+", help="training run folders (each with model.keras and card.json)")
+    p.add_argument("--name", default="main", help="name of the model (and of the shipped file; default: main)")
+    p.add_argument("--run-dir", help="where to write it (default: runs/<profile>/<name>-ensemble)")
+    p.add_argument("--ship", action="store_true", help="copy the ensemble into fer/weights/<name>.keras")
+    p.add_argument("--float16-weights", action="store_true",
+                   help="round the weights to float16 before evaluating and store them so: half the file size, "
+                        "and the card's numbers are exactly the shipped file's")
+    p.set_defaults(handler=cmd_ensemble)
+
+
+def cmd_ensemble(args) -> int:
+    from fer import runs
+
+    if len(args.members) < 2:
+        raise CLIError("an ensemble needs at least two training runs")
+    profile, splits = _load_profile_and_data(args)
+    card = runs.ensemble_run(profile, splits, args.members, run_dir=args.run_dir, name=args.name,
+                             float16_weights=args.float16_weights)
+    _report_run(card, args.ship)
+    return 0
+
+
+def add_tune(sub) -> None:
+    p = sub.add_parser("tune", help="keras-tuner search over the main model's hyperparameters", description=(
+        "Hyperband (or the profile's tune.algorithm) over width, depth, dropout, learning rate, "
+        "weight decay and augmentation strength. Writes best_hp.json and trials.csv to "
+        "runs/<profile>/tune/. A rerun with the same settings and data resumes that search (one folder "
+        "per settings; changed settings start a new one beside it); --overwrite starts it over. "
+        "--train then retrains the main model from the best hyperparameters."))
+    _profile_args(p)
+    p.add_argument("--dir", help="search directory (default: runs/<profile>/tune)")
+    p.add_argument("--overwrite", action="store_true", help="discard the earlier search with the same settings in --dir")
+    p.add_argument("--train", action="store_true", help="retrain the main model from the best hyperparameters")
+    p.set_defaults(handler=cmd_tune)
+
+
+def cmd_tune(args) -> int:
+    from fer import runs, tune
+
+    profile, splits = _load_profile_and_data(args)
+    result = tune.search(profile, splits, directory=args.dir, overwrite=args.overwrite, verbose=2)
+    print(result.table.to_string(max_rows=20))
+    print(f"best hyperparameters ({result.trials} trials): {json.dumps(result.best_hp)}")
+    print(f"saved {result.directory / 'best_hp.json'}")
+    if args.train:
+        card = runs.run(profile, splits, block="main", hp=result.best_hp, verbose=2)
+        print(f"retrained main model: {card['metrics']['validation']}")
+    return 0
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def add_reproduce(sub) -> None:
+    p = sub.add_parser("reproduce", help="execute every notebook with a profile and render the reports", description=(
+        "Run notebooks/01_explore ... 04_webcam_demo in order with papermill (kernel: this "
+        "interpreter) into reports/executed/, convert each to HTML with the code hidden into "
+        "reports/html/, and write reports/html/index.html with the headline metrics. Stops at "
+        "the first failing notebook, naming the cell."))
+    p.add_argument("--profile", default="cpu", help="params profile: smoke, cpu, full or a YAML path (default: cpu)")
+    p.add_argument("--data", dest="data_source", help="FER2013 zip/folder/CSV, or 'synthetic' (default: the profile's)")
+    p.add_argument("--model", dest="model_path", help="model 03 evaluates (default: the one 02 trained, else the bundled one)")
+    p.add_argument("--skip-training", action="store_true",
+                   help="no search and no training in 02 (it shows the bundled model cards); for reports of a shipped model")
+    p.add_argument("--only", nargs="+", metavar="NN",
+                   help="run only the notebooks whose names start with these (e.g. --only 03 04); the others keep their reports")
+    p.set_defaults(handler=cmd_reproduce)
+
+
+def cmd_reproduce(args) -> int:
+    from fer import reports
+
+    # Notebooks run in notebooks/: paths given here are made absolute first.
+    overrides = {k: str(os.path.abspath(v)) if v and (k == "model_path" or os.path.exists(v)) else v
+                 for k, v in (("data_source", args.data_source), ("model_path", args.model_path))}
+    if args.skip_training:
+        overrides.update(train_models=False, tune=False)
+    try:
+        reports.reproduce(args.profile, overrides, only=args.only)
+    except (reports.NotebookFailed, ValueError) as err:
+        raise CLIError(str(err)) from None
+    return 0
+
+
+def add_reports(sub) -> None:
+    p = sub.add_parser("reports", help="render the already executed notebooks to HTML", description=(
+        "Convert reports/executed/*.ipynb to reports/html/ (code hidden, figures embedded) and "
+        "rewrite reports/html/index.html. Executes nothing."))
+    p.add_argument("--index-only", action="store_true",
+                   help="only rewrite the front page (reports/html/index.html) from the reports and metrics already "
+                        "there; needs no executed notebooks (they are not committed)")
+    p.set_defaults(handler=cmd_reports)
+
+
+def cmd_reports(args) -> int:
+    from fer import reports
+    from fer.config import REPORTS_DIR
+
+    if args.index_only:
+        print(f"index: {reports.write_index(REPORTS_DIR / 'html', REPORTS_DIR)}")
+    else:
+        reports.render()
+    return 0
