@@ -82,7 +82,8 @@ def per_class_from_report(page: str | os.PathLike) -> dict[str, dict[str, dict[s
     tables of a rendered ``03_evaluate.html`` (the notebook's ``evaluate.per_class_table``)."""
     text = Path(page).read_text(encoding="utf-8")
     start = text.find('<h2 id="Per-class"')
-    section = text[start:text.find("<h2", start + 1)] if start >= 0 else ""
+    end = text.find("<h2", start + 1)
+    section = "" if start < 0 else text[start:] if end < 0 else text[start:end]
     found = {}
     for table in re.findall(r"<table.*?</table>", section, re.S):
         rows = [[html.unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", r, re.S)]

@@ -60,6 +60,25 @@ def test_index_links_pages_and_names_profile_data_and_numbers(tmp_path):
     assert "Per class" not in page  # no per-class numbers anywhere: no chart rather than an empty one
 
 
+def test_per_class_numbers_in_the_metrics_draw_the_chart(tmp_path):
+    recall = {c: 0.3 + 0.1 * i for i, c in enumerate(CLASSES)}
+    table = {c: {"precision": 0.5, "recall": r, "f1-score": r / 2, "support": 10 + i}
+             for i, (c, r) in enumerate(recall.items())}
+    metrics = {"evaluate": {**METRICS["evaluate"], "per_class": {"public_test": table}}}
+    found, source = frontpage.per_class(metrics, tmp_path)
+    assert found == table and "reports/metrics" in source
+    svg = frontpage.per_class_svg(found, accuracy=0.7)
+    widths = [float(w) for w in re.findall(r'width="([\d.]+)" height="15" class="recall"', svg)]
+    assert widths == pytest.approx([widths[0] / recall[CLASSES[0]] * r for r in recall.values()], abs=0.1)
+    assert "surprise" in svg and "16 faces" in svg  # the sixth class's support
+    # a report table that is not the metrics' evaluation (another macro-F1) is left out
+    (tmp_path / "03_evaluate.html").write_text(
+        '<h2 id="Per-class">Per class</h2><table><caption>public_test</caption><tr><th></th><th>f1-score</th></tr>'
+        "<tr><th>macro avg</th><td>0.123</td></tr></table>")
+    assert frontpage.per_class_from_report(tmp_path / "03_evaluate.html") == {"public_test": {"macro avg": {"f1-score": 0.123}}}
+    assert frontpage.per_class(METRICS, tmp_path) is None
+
+
 # --------------------------------------------------------------------------- the committed front page
 
 REPORTS = PROJECT_DIR / "reports"
