@@ -13,6 +13,7 @@ inputs and outputs stay float32 so every runtime is called the same way.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from collections.abc import Iterable
@@ -33,7 +34,11 @@ FORMATS = {"tflite": ".tflite", "tflite-fp16": ".fp16.tflite", "tflite-int8": ".
 def to_onnx(model, path: str | os.PathLike, opset: int = 17) -> Path:
     """Write an ONNX file with tf2onnx (input ``face``: ``(N, crop, crop, 1)`` float32)."""
     import tensorflow as tf
-    import tf2onnx
+
+    try:
+        import tf2onnx
+    except ImportError:
+        raise ImportError("ONNX export needs tf2onnx: pip install 'fer-study[export]' (or choose --formats tflite)") from None
 
     from fer.models import float32_copy
 
@@ -79,6 +84,9 @@ def check_faces(n: int = 500, seed: int = 1) -> np.ndarray:
 def export(model_path: str | os.PathLike | None = None, out_dir: str | os.PathLike = "exported",
            formats: Iterable[str] = tuple(FORMATS), representative: np.ndarray | None = None) -> dict[str, Path]:
     """Write ``<out_dir>/<model name><suffix>`` for each format; return format → path."""
+    formats = list(formats)
+    if "onnx" in formats and importlib.util.find_spec("tf2onnx") is None:  # before anything is written
+        raise ImportError("ONNX export needs tf2onnx: pip install 'fer-study[export]' (or choose --formats tflite)")
     clf = load_classifier(model_path, backend="keras")
     name = Path(model_path or bundled_path()).stem
     out = Path(out_dir)

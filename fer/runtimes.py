@@ -120,7 +120,10 @@ class OnnxRuntime:
     name = "onnxruntime"
 
     def __init__(self, path: str | os.PathLike):
-        import onnxruntime as ort
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ImportError("running an .onnx model needs onnxruntime: pip install 'fer-study[export]'") from None
 
         self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         inp = self.session.get_inputs()[0]

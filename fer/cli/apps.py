@@ -125,7 +125,10 @@ def cmd_export(args) -> int:
     unknown = [f for f in formats if f not in export.FORMATS]
     if unknown:
         raise CLIError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(export.FORMATS)}.")
-    written = export.export(args.model, args.out_dir, formats)
+    try:
+        written = export.export(args.model, args.out_dir, formats)
+    except ImportError as err:  # an extra that is not installed: say which
+        raise CLIError(str(err)) from None
     faces = export.check_faces(args.check) if args.check else None
     reference = predict.load_classifier(args.model, backend="keras") if args.check else None
     for fmt, path in written.items():

@@ -132,3 +132,16 @@ def test_int8_conversion_does_not_warn_about_input_statistics(recwarn):
     faces = np.random.default_rng(0).integers(0, 256, (8, 48, 48), dtype=np.uint8)
     assert runtimes.to_tflite(model, "int8", faces)[4:8] == b"TFL3"  # a TFLite flatbuffer
     assert not [w for w in recwarn if "Statistics for quantized inputs" in str(w.message)]
+
+
+def test_onnx_without_its_extra_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from fer import cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tf2onnx" else real(name, *a))
+    out = tmp_path / "exported"
+    assert cli.main(["export", "-o", str(out), "--formats", "tflite,onnx"]) == 2
+    assert "pip install 'fer-study[export]'" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())

@@ -30,8 +30,19 @@ def _normalise(requirement: str) -> str:
 
 
 def _pyproject() -> dict[str, list[str]]:
+    """Requirement lists by group (``main``, then each extra), an extra's own extras expanded."""
     project = tomllib.loads((PROJECT_DIR / "pyproject.toml").read_text())["project"]
-    return {"main": project["dependencies"], **project.get("optional-dependencies", {})}
+    groups = {"main": project["dependencies"], **project.get("optional-dependencies", {})}
+    own = re.compile(re.escape(project["name"]) + r"\[([^]]+)\]")
+
+    def expand(requirements):
+        out = []
+        for r in requirements:
+            m = own.fullmatch(r.replace(" ", ""))
+            out += [x for e in m.group(1).split(",") for x in expand(groups[e])] if m else [r]
+        return out
+
+    return {name: expand(reqs) for name, reqs in groups.items()}
 
 
 def _environment() -> dict:
@@ -118,12 +129,19 @@ def _dist_name(requirement: str) -> str:
     return re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9._-]+", requirement).group()).lower()
 
 
+#: Imports that only an extra provides, and the command that needs it (it says which extra when missing).
+EXTRA_IMPORTS = {"tf2onnx": "export", "onnxruntime": "export"}
+
+
 def test_every_package_fer_imports_is_a_declared_dependency() -> None:
-    declared = {_dist_name(r) for r in _pyproject()["main"]}
+    groups = _pyproject()
+    declared = {_dist_name(r) for r in groups["main"]}
+    for module, extra in EXTRA_IMPORTS.items():
+        assert module in {_dist_name(r) for r in groups[extra]}, f"{module} left the {extra} extra"
     providers = metadata.packages_distributions()  # top-level module -> the installed distributions
     missing = {}
     for module, files in _third_party_imports().items():
-        if any(module == o or module.startswith(o + ".") for o in OPTIONAL_IMPORTS):
+        if any(module == o or module.startswith(o + ".") for o in [*OPTIONAL_IMPORTS, *EXTRA_IMPORTS]):
             continue
         dists = {_dist_name(d) for d in providers.get(module.split(".")[0], [])}
         assert dists, f"{module} (imported in {sorted(files)}) is not installed: declare it and run `make env`"
