@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import sys
+import tomllib
 from importlib import metadata
 from pathlib import Path
 
@@ -20,11 +21,6 @@ from packaging.requirements import Requirement
 
 from fer import colab, reports
 from fer.config import NOTEBOOK_PARAMETERS, NOTEBOOKS_DIR, PROJECT_DIR
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    tomllib = pytest.importorskip("tomli")
 
 NOTEBOOKS = reports.notebooks()
 EXPECTED = ["01_explore", "02_train_tune", "03_evaluate", "04_webcam_demo"]
