@@ -125,7 +125,7 @@ def open_source(source: str | int):
     import cv2
 
     if isinstance(source, int) or str(source).isdigit():
-        cap = cv2.VideoCapture(int(source))
+        cap = _quietly(cv2.VideoCapture, int(source))  # no backend-by-backend warnings: one message below
         if not cap.isOpened():
             raise SourceError(f"no camera at index {source}: check it is connected and not used by another program.")
         return cap
@@ -138,6 +138,21 @@ def open_source(source: str | int):
     if not cap.isOpened():
         raise SourceError(f"{path}: not a video OpenCV can read (try an .mp4 or .avi).")
     return cap
+
+
+def _quietly(fn, *args):
+    """``fn(*args)`` with OpenCV's own log below errors (each video backend warns as it fails)."""
+    import cv2
+
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    if log is None:
+        return fn(*args)
+    level = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_ERROR)
+    try:
+        return fn(*args)
+    finally:
+        log.setLogLevel(level)
 
 
 def frames(cap) -> Iterator[np.ndarray]:

@@ -1,5 +1,5 @@
-"""Names, paths and profiles: the classes, the project's folders, params profiles and the
-training options (``TrainConfig``) a profile's model blocks set.
+"""Names, paths and profiles: the classes, the project's folders, params profiles, the
+training options (``TrainConfig``) a profile's model blocks set, and the web app's defaults.
 
 Paths are computed, never created, at import time; the functions that write somewhere
 make their own folder.
@@ -55,6 +55,11 @@ def short_path(path: str | os.PathLike) -> str:
 
 
 #: Parameters every notebook declares (papermill) and every profile may set.
+#: ``python -m fer serve`` defaults: waitress worker threads (8 concurrent requests at once, and
+#: each /video_feed viewer holds one more) and the largest upload taken, in MB.
+SERVE_THREADS = 12
+MAX_UPLOAD_MB = 10
+
 NOTEBOOK_PARAMETERS = ("data_source", "profile", "seed", "epochs", "max_trials", "interactive")
 
 

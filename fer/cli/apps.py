@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -195,18 +196,47 @@ def cmd_cards(args) -> int:
 
 
 def add_serve(sub) -> None:
-    p = sub.add_parser("serve", help="start the web app (photo upload and webcam)", description=(
-        "Start the Flask app with the bundled model: a page where you upload a photo or use your "
-        "webcam, POST /api/predict (multipart field 'image') and GET /healthz. Binds to "
-        "127.0.0.1 unless --host says otherwise; works offline."))
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)")
+    from fer.config import MAX_UPLOAD_MB, SERVE_THREADS
+
+    p = sub.add_parser("serve", help="start the web app (photo upload, webcam, server-side video stream)", description=(
+        "Start the web app with the bundled model under waitress (a production WSGI server): a page "
+        "where you upload a photo or use your webcam, POST /api/predict (multipart field 'image', or a "
+        "raw image/jpeg or image/png body) and GET /healthz. With --source, the server reads a camera "
+        "or a video file itself and streams it annotated at GET /video_feed (shown on the page). Binds "
+        "to 127.0.0.1 unless --host says otherwise; works offline."))
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to bind (default: 127.0.0.1, this machine only; anything else prints a "
+                        "warning: the app has no authentication)")
     p.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
+    p.add_argument("--source", metavar="CAMERA|VIDEO",
+                   help="stream this camera index (0 is the first webcam) or video file (looped), annotated, "
+                        "at /video_feed; fixed at start-up")
+    p.add_argument("--threads", type=int, default=SERVE_THREADS,
+                   help=f"worker threads (default: {SERVE_THREADS}); each /video_feed viewer holds one")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes that analyse uploads (default: one per CPU core); 0 analyses them in the "
+                        "server's own threads")
+    p.add_argument("--max-upload-mb", type=float, default=MAX_UPLOAD_MB,
+                   help=f"refuse larger uploads with 413 (default: {MAX_UPLOAD_MB:g})")
+    p.add_argument("--debug", action="store_true",
+                   help="Flask's development server with its debugger instead (127.0.0.1 only)")
     p.set_defaults(handler=cmd_serve)
 
 
 def cmd_serve(args) -> int:
     from fer import serve
+    from fer.annotate import SourceError
 
-    print("loading the model...", flush=True)
-    serve.serve(host=args.host, port=args.port)  # Flask then prints the address to open
+    if args.debug and not serve.is_loopback(args.host):
+        raise CLIError(f"--debug runs Flask's development server, which must not face a network; "
+                       f"drop --debug to serve on {args.host}.")
+    try:
+        serve.serve(host=args.host, port=args.port, threads=args.threads, workers=args.workers, source=args.source,
+                    max_upload_mb=args.max_upload_mb, debug=args.debug)
+    except (SourceError, ValueError) as err:
+        raise CLIError(str(err)) from None
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            raise CLIError(f"port {args.port} on {args.host} is in use (another server?); pass --port.") from None
+        raise
     return 0
