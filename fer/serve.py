@@ -11,9 +11,12 @@ waitress, a production WSGI server, on 127.0.0.1 unless a host is asked for. Rou
 - ``GET /video_feed``: the ``--source`` camera or file, annotated, as MJPEG (:mod:`fer.stream`);
 - ``GET /healthz``: ``{"status", "model", "stream"}`` for monitoring, without running the model.
 
-Requests run in parallel (the detector and classifier keep one interpreter per concurrent
-caller, :class:`fer.runtimes.InterpreterPool`), not behind one lock. Every error a client can
-cause is a JSON ``{"error": ...}`` with a 4xx status, never a trace.
+Uploads are analysed by worker processes (:mod:`fer.workers`, one per core) while waitress's
+threads do the HTTP; with ``--workers 0`` (and in ``create_app()`` by default) they are analysed
+in the request threads, in parallel too: the detector and the classifier keep one interpreter per
+concurrent caller (:class:`fer.runtimes.InterpreterPool`), not one behind a lock. Why this shape,
+measured: docs/performance.md ("The web app under load"). Every error a client can cause is a
+JSON ``{"error": ...}`` with a 4xx status, never a trace.
 """
 
 from __future__ import annotations

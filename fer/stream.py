@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -175,45 +175,80 @@ class VideoStream:
 
     # ------------------------------------------------------------------ viewers
 
-    def viewer(self) -> Iterator[bytes] | None:
+    def viewer(self) -> Viewer | None:
         """A new viewer's JPEG frames (each new frame once, the latest only), or None when
-        ``max_viewers`` already watch. The generator ends when the stream stops or fails; its
-        ``close()`` (the server calls it when the browser goes away) frees the viewer's place."""
+        ``max_viewers`` already watch. It ends when the stream stops or fails; its ``close()``
+        (the server calls it when the browser goes away) frees the viewer's place."""
         with self._cond:
             if self.viewers >= self.max_viewers:
                 return None
             self.viewers += 1
             self._watched.set()
-        return self._frames()
+        return Viewer(self)
 
-    def _frames(self) -> Iterator[bytes]:
-        last = None
-        try:
+    def _next_frame(self, last: bytes | None) -> bytes | None:
+        """The first frame newer than ``last``; None once the stream has stopped or failed."""
+        with self._cond:
             while True:
-                with self._cond:
-                    self._cond.wait_for(lambda last=last: self._jpeg is not last or self.state in ("error", "stopped")
-                                        or self._stopping.is_set(), timeout=1.0)
-                    self._check_open_timeout()
-                    if self.state in ("error", "stopped") or self._stopping.is_set():
-                        return
-                    if self._jpeg is last:
-                        continue
-                    last = self._jpeg
-                yield last
-        finally:
-            with self._cond:
-                self.viewers -= 1
-                if self.viewers == 0:
-                    self._watched.clear()
+                self._cond.wait_for(lambda: self._jpeg is not last or self.state in ("error", "stopped")
+                                    or self._stopping.is_set(), timeout=1.0)
+                self._check_open_timeout()
+                if self.state in ("error", "stopped") or self._stopping.is_set():
+                    return None
+                if self._jpeg is not last:
+                    return self._jpeg
+
+    def _leave(self) -> None:
+        with self._cond:
+            self.viewers -= 1
+            if self.viewers == 0:
+                self._watched.clear()
 
     @staticmethod
-    def mjpeg(frames: Iterator[bytes]) -> Iterator[bytes]:
+    def mjpeg(frames: Viewer) -> MJPEG:
         """JPEG frames → the parts of a ``multipart/x-mixed-replace`` response."""
-        try:
-            for jpeg in frames:
-                yield (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
-                       + jpeg + b"\r\n")
-        finally:
-            close = getattr(frames, "close", None)
-            if close is not None:
-                close()
+        return MJPEG(frames)
+
+
+class Viewer:
+    """One viewer's frames: an iterator whose ``close()`` frees its place, started or not."""
+
+    def __init__(self, stream: VideoStream):
+        self._stream, self._last, self._open = stream, None, True
+
+    def __iter__(self) -> Viewer:
+        return self
+
+    def __next__(self) -> bytes:
+        frame = self._stream._next_frame(self._last) if self._open else None
+        if frame is None:
+            self.close()
+            raise StopIteration
+        self._last = frame
+        return frame
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._stream._leave()
+
+
+class MJPEG:
+    """JPEG frames as ``multipart/x-mixed-replace`` parts; ``close()`` closes the frames too
+    (a WSGI server calls it when the client goes, even before the first part)."""
+
+    def __init__(self, frames):
+        self._frames = frames
+
+    def __iter__(self) -> MJPEG:
+        return self
+
+    def __next__(self) -> bytes:
+        jpeg = next(self._frames)
+        return (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
+                + jpeg + b"\r\n")
+
+    def close(self) -> None:
+        close = getattr(self._frames, "close", None)
+        if close is not None:
+            close()

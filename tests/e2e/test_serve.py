@@ -1,8 +1,10 @@
-"""The web app through Flask's test client: the page, /healthz, /api/predict and its errors.
+"""The web app through Flask's test client: the page, /healthz, /api/predict and its errors,
+/video_feed's answers without a working source, and ``python -m fer serve``'s options.
 
 The model is replaced by a stub (``create_app(analyze=...)`` or a monkeypatched
 ``fer.analyze``) so these tests are fast and test the app, not the model; one test runs the real
-``fer.analyze`` with the committed model (fer/weights/main.keras) on a real face.
+``fer.analyze`` with the committed model (fer/weights/main.keras) on a real face. The real server
+(waitress, worker processes, the MJPEG stream) is tested in ``test_server.py``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+import time
 import zlib
 
 import cv2
@@ -57,6 +60,12 @@ def client(seen):
 def _post(client, data: bytes | None, field: str = "image", filename: str = "photo.png"):
     payload = {} if data is None else {field: (io.BytesIO(data), filename)}
     return client.post("/api/predict", data=payload, content_type="multipart/form-data")
+
+
+def _jpeg(image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".jpg", image)
+    assert ok
+    return buf.tobytes()
 
 
 def test_page_has_upload_webcam_and_script(client):
@@ -110,6 +119,7 @@ def test_default_analyze_is_fer_analyze_looked_up_per_request(monkeypatch):
         (b"x" * 100, "photo", 400, "field 'image'"),
         (b"%PDF-1.4 definitely not an image", "image", 415, "not an image"),
         (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "image", 415, "not an image"),  # a broken PNG
+        (_jpeg(np.full((120, 160, 3), 90, np.uint8))[:400], "image", 415, "not an image"),  # a truncated JPEG
         (b"x" * (2**20 + 10), "image", 413, "larger than"),
     ],
 )
@@ -189,14 +199,105 @@ def test_healthz_reports_the_bundled_model(client, monkeypatch, tmp_path):
                                   "validation_split": "public_test"}
 
 
-def test_cli_serve_binds_localhost_by_default(monkeypatch):
+def test_cli_serve_binds_localhost_by_default_and_passes_its_options(monkeypatch):
     from fer import cli
 
     calls = []
     monkeypatch.setattr(serve, "serve", lambda **kw: calls.append(kw))
     assert cli.main(["serve"]) == 0
-    assert cli.main(["serve", "--host", "0.0.0.0", "--port", "8080"]) == 0
-    assert calls == [{"host": "127.0.0.1", "port": 5000}, {"host": "0.0.0.0", "port": 8080}]
+    assert cli.main(["serve", "--host", "0.0.0.0", "--port", "8080", "--threads", "3", "--workers", "0",
+                     "--source", "clip.mp4", "--max-upload-mb", "2.5"]) == 0
+    assert calls == [
+        {"host": "127.0.0.1", "port": 5000, "threads": 12, "workers": None, "source": None, "max_upload_mb": 10,
+         "debug": False},
+        {"host": "0.0.0.0", "port": 8080, "threads": 3, "workers": 0, "source": "clip.mp4", "max_upload_mb": 2.5,
+         "debug": False},
+    ]
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["--debug", "--host", "0.0.0.0"], "development server"),
+    (["--source", "no-such-clip.mp4"], "no such video file"),
+    (["--max-upload-mb", "0"], "must be positive"),
+    (["--threads", "0"], "at least 1"),
+    (["--workers", "-1"], "0 or more"),
+])
+def test_cli_serve_refuses_bad_options_before_loading_anything(monkeypatch, capsys, argv, words):
+    from fer import cli, uploads
+
+    loaded = []
+    monkeypatch.setattr(uploads, "warm_up", lambda: loaded.append(1))
+    monkeypatch.setattr(serve, "warm_up", lambda: loaded.append(1))
+    assert cli.main(["serve", *argv]) == 2
+    assert words in capsys.readouterr().err and loaded == []
+
+
+def test_only_loopback_hosts_count_as_local():
+    for host in ("127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"):
+        assert serve.is_loopback(host), host
+    for host in ("0.0.0.0", "192.168.1.5", "::", "example.org"):
+        assert not serve.is_loopback(host), host
+
+
+@pytest.mark.parametrize("kind", ["image/jpeg", "image/png", "application/octet-stream"])
+def test_predict_takes_a_raw_image_body(client, seen, kind):
+    image = np.random.default_rng(1).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    data = _png(image) if kind != "image/jpeg" else _jpeg(image)
+    response = client.post("/api/predict", data=data, content_type=kind)
+    assert response.status_code == 200, response.get_json()
+    assert (response.get_json()["width"], response.get_json()["height"]) == (30, 40)
+    assert seen[-1].shape == (40, 30, 3)
+
+
+@pytest.mark.parametrize(("data", "kind", "status", "words"), [
+    (b"", "image/jpeg", 400, "empty"),
+    (b"not a jpeg at all", "image/jpeg", 415, "not an image"),
+    (b"hello", "text/plain", 415, "raw image/jpeg"),
+    (b"x" * (2**20 + 10), "image/jpeg", 413, "larger than 1 MB"),
+])
+def test_bad_raw_bodies_get_a_json_4xx(client, seen, data, kind, status, words):
+    response = client.post("/api/predict", data=data, content_type=kind)
+    assert response.status_code == status
+    assert words in response.get_json()["error"]
+    assert seen == []
+
+
+def test_the_upload_limit_is_set_at_start_up():
+    app = serve.create_app(analyze=_stub_faces, max_upload_bytes=int(0.5 * 2**20))
+    client = app.test_client()
+    assert "0.5 MB" in client.get("/").get_data(as_text=True)
+    small = _png(np.zeros((10, 10, 3), np.uint8))
+    assert _post(client, small).status_code == 200
+    response = _post(client, small + b"\0" * 2**19)
+    assert response.status_code == 413 and "0.5 MB" in response.get_json()["error"]
+
+
+def test_video_feed_without_a_source_says_how_to_set_one(client):
+    response = client.get("/video_feed")
+    assert response.status_code == 404 and "--source" in response.get_json()["error"]
+    assert "stream" not in client.get("/healthz").get_json()
+    assert 'id="stream"' not in client.get("/").get_data(as_text=True)
+
+
+def test_a_camera_that_cannot_open_is_a_message_not_a_hang():
+    from fer.stream import VideoStream
+
+    stream = VideoStream(97, analyze=_stub_faces).start()  # no machine has 98 cameras
+    try:
+        client = serve.create_app(analyze=_stub_faces, stream=stream).test_client()
+        for _ in range(100):
+            if stream.status()["state"] == "error":
+                break
+            time.sleep(0.1)
+        response = client.get("/video_feed")
+        assert response.status_code == 503 and "no camera at index 97" in response.get_json()["error"]
+        health = client.get("/healthz")
+        body = health.get_json()
+        assert health.status_code == 200 and body["status"] == "degraded"  # the API still answers
+        assert body["stream"]["state"] == "error" and "no camera at index 97" in body["stream"]["error"]
+        assert "no camera at index 97" in client.get("/").get_data(as_text=True)
+    finally:
+        stream.stop()
 
 
 def test_real_analyze_end_to_end():
@@ -224,7 +325,7 @@ def test_real_analyze_end_to_end():
 
 
 def test_cli_serve_without_a_model_fails_before_listening(monkeypatch, capsys):
-    from flask import Flask
+    import waitress
 
     from fer import cli, predict
 
@@ -233,6 +334,6 @@ def test_cli_serve_without_a_model_fails_before_listening(monkeypatch, capsys):
 
     listened = []
     monkeypatch.setattr(predict, "default_classifier", no_model)
-    monkeypatch.setattr(Flask, "run", lambda self, **kw: listened.append(kw))
-    assert cli.main(["serve"]) == 2
+    monkeypatch.setattr(waitress, "create_server", lambda *a, **kw: listened.append(kw))
+    assert cli.main(["serve", "--workers", "0"]) == 2
     assert "train one" in capsys.readouterr().err and listened == []
