@@ -87,6 +87,18 @@ def load(url: str, image: bytes, clients: int = 8, seconds: float = 30.0, raw: b
     return out
 
 
+def sample_jpeg() -> bytes:
+    """A 640x480 JPEG with one real face (scikit-image's astronaut), what the load posts by default."""
+    import cv2
+    from skimage import data as skdata
+
+    face = cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR)[0:360, 60:420]
+    canvas = np.full((480, 640, 3), 128, np.uint8)
+    canvas[60:420, 140:500] = face
+    ok, buf = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return buf.tobytes()
+
+
 def report(r: dict) -> str:
     kinds = ", ".join(f"{k} x{v}" for k, v in r["error_kinds"].items())
     return (f"{r['clients']} clients for {r['seconds']:.1f} s: {r['requests']} answers, {r['requests_per_s']:.1f} "

@@ -146,10 +146,15 @@ def add_bench(sub) -> None:
         "Classifier latency at batch 1 (p50/p95) and throughput at batch 256, detector ms/frame, "
         "and fer.analyze p50/p95 on 640x480 video frames; with --compare-fer the same frames go "
         "through the PyPI `fer` package's FER().detect_emotions in a side venv (.bench-venv, made "
-        "on first use) and the speed ratio is printed."))
+        "on first use) and the speed ratio is printed. With --url, load-test a running web app "
+        "instead: --clients concurrent clients post one photo to /api/predict for --seconds."))
     p.add_argument("--frames", type=int, default=60, help="640x480 frames to time analyze on (default: 60)")
     p.add_argument("--model", help="model file (default: the bundled one)")
     p.add_argument("--compare-fer", action="store_true", help="also time the PyPI fer package (side venv)")
+    p.add_argument("--url", help="a running `python -m fer serve`, e.g. http://127.0.0.1:5000: load-test it")
+    p.add_argument("--clients", type=int, default=8, help="with --url: concurrent clients (default: 8)")
+    p.add_argument("--seconds", type=float, default=30.0, help="with --url: how long (default: 30)")
+    p.add_argument("--image", help="with --url: the photo to post (default: one face in a 640x480 frame)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(handler=cmd_bench)
 
@@ -157,8 +162,32 @@ def add_bench(sub) -> None:
 def cmd_bench(args) -> int:
     from fer import bench
 
+    if args.url:
+        return _load_test(args)
     results = bench.run(frames=args.frames, model=args.model, compare_fer=args.compare_fer)
     print(json.dumps(results, indent=2) if args.json else bench.report(results))
+    return 0
+
+
+def _load_test(args) -> int:
+    from fer import loadtest
+
+    if args.clients < 1 or args.seconds <= 0:
+        raise CLIError("--clients must be at least 1 and --seconds positive")
+    if args.image:
+        if not os.path.isfile(args.image):
+            raise CLIError(f"{args.image}: no such file")
+        with open(args.image, "rb") as fh:
+            image = fh.read()
+    else:
+        image = loadtest.sample_jpeg()
+    try:
+        results = loadtest.load(args.url, image, clients=args.clients, seconds=args.seconds)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    if results["requests"] == 0:
+        raise CLIError(f"{args.url} answered no request ({results['error_kinds']}): is `python -m fer serve` running there?")
+    print(json.dumps(results, indent=2) if args.json else loadtest.report(results))
     return 0
 
 

@@ -220,18 +220,6 @@ def test_mjpeg_parts_carry_their_length_and_close_the_viewer():
 # --------------------------------------------------------------------------- the real server
 
 
-def _face_jpeg() -> bytes:
-    """A 640x480 JPEG with one real face (the astronaut), as the benchmark posts."""
-    from skimage import data as skdata
-
-    face = cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR)[0:360, 60:420]
-    canvas = np.full((480, 640, 3), 128, np.uint8)
-    canvas[60:420, 140:500] = face
-    ok, buf = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 85])
-    assert ok
-    return buf.tobytes()
-
-
 @pytest.fixture(scope="module")
 def server(clip, tmp_path_factory):
     """``python -m fer serve --source clip`` with its defaults: waitress and worker processes."""
@@ -289,10 +277,10 @@ def _health(url: str) -> dict:
 @pytest.mark.slow
 def test_concurrent_uploads_under_load_get_no_errors(server):
     url, _, _ = server
-    result = loadtest.load(url, _face_jpeg(), clients=4, seconds=4.0)
+    result = loadtest.load(url, loadtest.sample_jpeg(), clients=4, seconds=4.0)
     assert result["errors"] == 0, result["error_kinds"]
     assert result["requests"] >= 8 and result["faces_per_response"] == 1.0
-    raw = loadtest.load(url, _face_jpeg(), clients=2, seconds=1.0, raw=True)  # a raw image/jpeg body
+    raw = loadtest.load(url, loadtest.sample_jpeg(), clients=2, seconds=1.0, raw=True)  # a raw image/jpeg body
     assert raw["errors"] == 0 and raw["requests"] >= 1
 
 
@@ -347,3 +335,20 @@ def _answers(port: int) -> bool:
 def _children(pid: int) -> list[int]:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
+
+
+@pytest.mark.slow
+def test_bench_url_load_tests_a_running_server_and_says_when_there_is_none(server, capsys):
+    import json
+
+    from fer import cli
+
+    url, _, _ = server
+    assert cli.main(["bench", "--url", url, "--clients", "2", "--seconds", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["errors"] == 0 and result["requests"] >= 1 and result["faces_per_response"] == 1.0
+    closed = f"http://127.0.0.1:{browser.free_port()}"
+    assert cli.main(["bench", "--url", closed, "--clients", "1", "--seconds", "0.3"]) == 2
+    assert "answered no request" in capsys.readouterr().err
+    assert cli.main(["bench", "--url", "ftp://example.org", "--seconds", "0.3"]) == 2
+    assert "http://" in capsys.readouterr().err

@@ -153,7 +153,7 @@ def test_every_package_fer_imports_is_a_declared_dependency() -> None:
 def test_the_import_scan_sees_fer_s_imports() -> None:
     imports = _third_party_imports()  # a scan that found nothing would pass the test above
     assert {"numpy", "keras", "PIL", "flask", "cv2"} <= {m.split(".")[0] for m in imports}
-    assert "fer/serve.py" in imports["PIL"] and "os" not in imports and "fer.config" not in imports
+    assert "fer/uploads.py" in imports["PIL"] and "os" not in imports and "fer.config" not in imports
 
 
 def test_every_declared_package_is_installed() -> None:
