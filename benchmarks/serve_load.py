@@ -4,12 +4,15 @@
    decoding the JPEG, face detection, the crop, classification, the JSON, and the whole request
    through Flask's test client (multipart parsing included, no socket).
 2. **Servers side by side**: for each configuration, ``python -m fer serve`` is started on a free
-   port, warmed with 2 s of load, then ``--clients`` clients (fer.loadtest: keep-alive
+   port, warmed with 3 s of load, then ``--clients`` clients (fer.loadtest: keep-alive
    connections, one thread each) post the same 640x480 one-face JPEG for ``--seconds``;
    requests/s, p50/p95 and errors. Configurations alternate round by round (this machine's speed
    drifts), and the summary is the median over ``--rounds``.
 3. **Two MJPEG viewers at once** on the default server with ``--source`` (``shared/media/woman2.mp4``,
    else a generated clip): frames per second each, alone and while the uploads' load runs.
+
+With gunicorn installed (``pip install gunicorn``; not a dependency), a ``gunicorn`` row runs
+``fer.serve:create_app()`` under it with one process per core, for the choice of server.
 
 Usage: python benchmarks/serve_load.py [--seconds 30] [--rounds 3] [--clients 8] [--only default,dev]
 """
@@ -43,6 +46,10 @@ CONFIGS = {
     "waitress": ["--workers", "0"],  # waitress, inference in its threads
     "default": [],  # waitress and one worker process per core (what `python -m fer serve` runs)
 }
+#: The alternative production server, when installed (not a dependency): one process per core,
+#: each with 4 threads running the app in-process; it cannot share one camera between processes.
+GUNICORN = ["-m", "gunicorn", "-w", str(os.cpu_count() or 1), "-k", "gthread", "--threads", "4",
+            "fer.serve:create_app()"]
 
 
 def face_jpeg() -> bytes:
@@ -101,7 +108,10 @@ def stages(raw: bytes, repeats: int) -> dict[str, float]:
 
 
 def start(args: list[str], port: int, extra: list[str] = ()) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "fer", "serve", "--port", str(port), *args, *extra]
+    if args == GUNICORN:
+        cmd = [sys.executable, *GUNICORN[:-1], "-b", f"127.0.0.1:{port}", GUNICORN[-1]]
+    else:
+        cmd = [sys.executable, "-m", "fer", "serve", "--port", str(port), *args, *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
     while True:
@@ -171,6 +181,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=5077)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    try:
+        import gunicorn  # noqa: F401
+
+        CONFIGS["gunicorn"] = GUNICORN
+    except ImportError:
+        print("(gunicorn is not installed: its row is left out)")
     names = args.only.split(",") if args.only else list(CONFIGS)
     raw = face_jpeg()
     results: dict = {"image_bytes": len(raw), "clients": args.clients, "seconds": args.seconds}
@@ -186,7 +202,7 @@ def main() -> None:
         for name in names:
             proc = start(CONFIGS[name], args.port)
             try:
-                loadtest.load(f"http://127.0.0.1:{args.port}", raw, clients=args.clients, seconds=2)  # warm
+                loadtest.load(f"http://127.0.0.1:{args.port}", raw, clients=args.clients, seconds=3)  # warm (every worker)
                 cpu0 = cpu_seconds(proc.pid)
                 out = loadtest.load(f"http://127.0.0.1:{args.port}", raw, clients=args.clients, seconds=args.seconds)
                 out["server_cpu_ms_per_request"] = 1000 * (cpu_seconds(proc.pid) - cpu0) / max(1, out["requests"])
