@@ -1,6 +1,8 @@
 // fer-study web app: send a photo to /api/predict and draw what comes back; the webcam view is
 // fer/static/live.js, the same capture/overlay module the notebook widget uses (frames go one at
 // a time, the next only after the answer, at most 10 a second; boxes stay drawn between answers).
+// With `python -m fer serve --source ...` the page also shows the server's own annotated video
+// (GET /video_feed, MJPEG) and its state from GET /healthz, polled every 2 s.
 
 import { color, drawFaces, mountLive } from "./live.js";
 
@@ -131,3 +133,102 @@ drop.addEventListener("drop", (e) => {
   drop.classList.remove("dragging");
   analyseFile(e.dataTransfer.files[0]);
 });
+
+// ------------------------------------------------------------------ the server's video (--source)
+
+const POLL_MS = 2000;
+const RETRY_MS = 5000;
+
+function watchServerStream(panel) {
+  const img = document.getElementById("stream");
+  const statusLine = document.getElementById("stream-status");
+  const healthz = panel.dataset.healthz;
+  const feed = panel.dataset.feed;
+  let broken = panel.dataset.state === "error" || panel.dataset.state === "stopped";
+  let paused = false; // the tab is hidden: the video is let go, so the server stops analysing it
+  let retryAt = 0;
+
+  function show(text, isError = false) {
+    if (statusLine.textContent !== text) statusLine.textContent = text; // no repeats for screen readers
+    statusLine.classList.toggle("error", isError);
+  }
+
+  function connect() {
+    broken = false;
+    img.hidden = false;
+    img.src = `${feed}?t=${Date.now()}`; // a fresh request, never a cached frame
+  }
+
+  function describe(s) {
+    const fps = Math.round(s.fps);
+    const viewers = `${s.viewers} viewer${s.viewers === 1 ? "" : "s"}`;
+    switch (s.state) {
+      case "live": return `Live, ${fps > 0 ? `${fps} frames/s, ` : ""}${viewers}.`;
+      case "idle": return `Waiting for the first frame of ${s.source}…`;
+      case "starting": return `Opening ${s.source}…`;
+      default: return s.state;
+    }
+  }
+
+  async function poll() {
+    let body;
+    try {
+      const response = await fetch(healthz, { cache: "no-store", signal: AbortSignal.timeout(POLL_MS * 2) });
+      body = await response.json();
+    } catch {
+      show("The server is not answering: is `python -m fer serve` still running?", true);
+      broken = true;
+      img.hidden = true;
+      return;
+    }
+    const s = body.stream;
+    if (!s) return;
+    panel.dataset.state = s.state;
+    if (s.state === "error" || s.state === "stopped") {
+      img.hidden = true;
+      img.removeAttribute("src");
+      broken = true;
+      show(s.error || `${s.source} has stopped.`, true);
+      return;
+    }
+    if (broken) {
+      // the source is fine but this page's video failed (the server restarted, or too many viewers)
+      if (paused || performance.now() < retryAt) return;
+      connect();
+    }
+    show(describe(s));
+  }
+
+  async function failed() {
+    if (paused || !img.getAttribute("src")) return;
+    broken = true;
+    img.hidden = true;
+    retryAt = performance.now() + RETRY_MS;
+    await poll();
+    if (broken && !statusLine.classList.contains("error")) {
+      show(`The video from the server did not load; trying again in ${RETRY_MS / 1000} s.`, true);
+    }
+  }
+  img.addEventListener("error", failed);
+
+  // a hidden tab lets the video go (the server analyses only while someone watches); back in
+  // view, the next poll reconnects unless the source failed meanwhile
+  document.addEventListener("visibilitychange", () => {
+    paused = document.hidden;
+    if (paused) {
+      broken = true;
+      retryAt = 0;
+      img.removeAttribute("src");
+    } else {
+      poll();
+    }
+  });
+
+  // the template's src starts loading before this module runs: it may have failed already
+  if (!broken && img.complete && img.naturalWidth === 0) failed();
+  else if (!broken) poll();
+  setInterval(poll, POLL_MS);
+}
+
+const streamPanel = document.getElementById("server-stream");
+if (streamPanel) watchServerStream(streamPanel);
