@@ -55,9 +55,10 @@ def short_path(path: str | os.PathLike) -> str:
 
 
 #: Parameters every notebook declares (papermill) and every profile may set.
-#: ``python -m fer serve`` defaults: waitress worker threads (8 concurrent requests at once, and
-#: each /video_feed viewer holds one more) and the largest upload taken, in MB.
+#: ``python -m fer serve`` defaults: waitress threads for requests (the /video_feed viewers get
+#: their own, up to MAX_VIEWERS of them), and the largest upload taken, in MB.
 SERVE_THREADS = 12
+MAX_VIEWERS = 8
 MAX_UPLOAD_MB = 10
 
 NOTEBOOK_PARAMETERS = ("data_source", "profile", "seed", "epochs", "max_trials", "interactive")

@@ -34,7 +34,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from fer import uploads
-from fer.config import CLASSES, MAX_UPLOAD_MB, SERVE_THREADS
+from fer.config import CLASSES, MAX_UPLOAD_MB, MAX_VIEWERS, SERVE_THREADS
 from fer.predict import ModelOutputError
 from fer.stream import MIMETYPE, VideoStream
 from fer.uploads import MAX_PIXELS, BadImage, warm_up
@@ -166,26 +166,27 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(host: str = "127.0.0.1", port: int = 5000, threads: int = SERVE_THREADS, workers: int | None = None,
-          source: str | None = None, max_upload_mb: float = MAX_UPLOAD_MB, debug: bool = False,
-          warm: bool = True) -> None:
+          source: str | None = None, max_upload_mb: float = MAX_UPLOAD_MB, max_viewers: int = MAX_VIEWERS,
+          debug: bool = False, warm: bool = True) -> None:
     """Run the app under waitress (``debug``: Flask's development server, loopback only).
 
     ``workers`` processes (default: one per CPU core; 0: none) analyse the uploads while
     ``threads`` waitress threads handle HTTP. ``source`` (a camera index or a video file) is opened
-    once, here, and streamed at ``/video_feed``; no request can name another. The camera is
-    released and the workers stop when the server stops.
+    once, here, and streamed at ``/video_feed`` to up to ``max_viewers`` viewers, each on a thread
+    of its own (so they never take the uploads' threads); no request can name another source. The
+    camera is released and the workers stop when the server stops.
     """
     if debug and not is_loopback(host):
         raise ValueError(f"--debug runs Flask's development server, which must not face a network; "
                          f"drop --debug to serve on {host}.")
     if max_upload_mb <= 0:
         raise ValueError(f"--max-upload-mb must be positive, not {max_upload_mb:g}")
-    if threads < 1:
-        raise ValueError(f"--threads must be at least 1, not {threads}")
+    if threads < 1 or max_viewers < 1:
+        raise ValueError(f"--threads and --max-viewers must be at least 1, not {threads} and {max_viewers}")
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 0:
         raise ValueError(f"--workers must be 0 or more, not {workers}")
-    stream = VideoStream(source, max_viewers=max(1, threads // 2)) if source is not None else None  # checks a file
+    stream = VideoStream(source, max_viewers=max_viewers) if source is not None else None  # checks a file
     pool = None
     try:
         if warm:
@@ -215,11 +216,13 @@ def _run_waitress(app: Flask, host: str, port: int, threads: int, pool: Workers 
                   stream: VideoStream | None) -> None:
     from waitress import create_server
 
-    server = create_server(app, host=host, port=port, threads=threads, ident="fer-study", channel_timeout=30)
+    viewers = stream.max_viewers if stream is not None else 0
+    server = create_server(app, host=host, port=port, threads=threads + viewers, ident="fer-study",
+                           channel_timeout=30)
     where = ", ".join(f"http://{h}:{p}" for h, p in _addresses(server))
     how = [f"{threads} threads", f"{pool.processes} worker processes" if pool else "no worker processes"]
     if stream is not None:
-        how.append(f"streaming {stream.name} at /video_feed")
+        how.append(f"streaming {stream.name} at /video_feed to up to {viewers} viewers")
     print(f"Serving on {where} (waitress; {', '.join(how)}). Ctrl+C stops.", flush=True)
     if threading.current_thread() is threading.main_thread():  # `kill`, systemd, docker stop: clean up too
         signal.signal(signal.SIGTERM, _stop_on_sigterm)

@@ -162,8 +162,8 @@ class VideoStream:
                 self.fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 else 0.0
                 self.state = "live"
                 self._cond.notify_all()
-            if period:  # a file plays at its own rate, not as fast as it can be analysed
-                due = max(due + period, now - period)
+            if period:  # a file plays at its own rate (never faster to catch up), not as fast as it is analysed
+                due = max(due + period, now)
                 self._stopping.wait(max(0.0, due - time.monotonic()))
 
     def _analyze_frame(self, frame: np.ndarray) -> list[dict[str, Any]]:

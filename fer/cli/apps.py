@@ -225,7 +225,7 @@ def cmd_cards(args) -> int:
 
 
 def add_serve(sub) -> None:
-    from fer.config import MAX_UPLOAD_MB, SERVE_THREADS
+    from fer.config import MAX_UPLOAD_MB, MAX_VIEWERS, SERVE_THREADS
 
     p = sub.add_parser("serve", help="start the web app (photo upload, webcam, server-side video stream)", description=(
         "Start the web app with the bundled model under waitress (a production WSGI server): a page "
@@ -241,7 +241,9 @@ def add_serve(sub) -> None:
                    help="stream this camera index (0 is the first webcam) or video file (looped), annotated, "
                         "at /video_feed; fixed at start-up")
     p.add_argument("--threads", type=int, default=SERVE_THREADS,
-                   help=f"worker threads (default: {SERVE_THREADS}); each /video_feed viewer holds one")
+                   help=f"server threads for requests (default: {SERVE_THREADS}); /video_feed viewers get their own")
+    p.add_argument("--max-viewers", type=int, default=MAX_VIEWERS,
+                   help=f"with --source: viewers of the stream at once (default: {MAX_VIEWERS}); more get a 503")
     p.add_argument("--workers", type=int, default=None,
                    help="processes that analyse uploads (default: one per CPU core); 0 analyses them in the "
                         "server's own threads")
@@ -261,7 +263,7 @@ def cmd_serve(args) -> int:
                        f"drop --debug to serve on {args.host}.")
     try:
         serve.serve(host=args.host, port=args.port, threads=args.threads, workers=args.workers, source=args.source,
-                    max_upload_mb=args.max_upload_mb, debug=args.debug)
+                    max_viewers=args.max_viewers, max_upload_mb=args.max_upload_mb, debug=args.debug)
     except (SourceError, ValueError) as err:
         raise CLIError(str(err)) from None
     except OSError as err:

@@ -206,12 +206,12 @@ def test_cli_serve_binds_localhost_by_default_and_passes_its_options(monkeypatch
     monkeypatch.setattr(serve, "serve", lambda **kw: calls.append(kw))
     assert cli.main(["serve"]) == 0
     assert cli.main(["serve", "--host", "0.0.0.0", "--port", "8080", "--threads", "3", "--workers", "0",
-                     "--source", "clip.mp4", "--max-upload-mb", "2.5"]) == 0
+                     "--source", "clip.mp4", "--max-viewers", "2", "--max-upload-mb", "2.5"]) == 0
     assert calls == [
-        {"host": "127.0.0.1", "port": 5000, "threads": 12, "workers": None, "source": None, "max_upload_mb": 10,
-         "debug": False},
-        {"host": "0.0.0.0", "port": 8080, "threads": 3, "workers": 0, "source": "clip.mp4", "max_upload_mb": 2.5,
-         "debug": False},
+        {"host": "127.0.0.1", "port": 5000, "threads": 12, "workers": None, "source": None, "max_viewers": 8,
+         "max_upload_mb": 10, "debug": False},
+        {"host": "0.0.0.0", "port": 8080, "threads": 3, "workers": 0, "source": "clip.mp4", "max_viewers": 2,
+         "max_upload_mb": 2.5, "debug": False},
     ]
 
 
@@ -220,6 +220,7 @@ def test_cli_serve_binds_localhost_by_default_and_passes_its_options(monkeypatch
     (["--source", "no-such-clip.mp4"], "no such video file"),
     (["--max-upload-mb", "0"], "must be positive"),
     (["--threads", "0"], "at least 1"),
+    (["--max-viewers", "0"], "at least 1"),
     (["--workers", "-1"], "0 or more"),
 ])
 def test_cli_serve_refuses_bad_options_before_loading_anything(monkeypatch, capsys, argv, words):
