@@ -14,7 +14,10 @@
 With gunicorn installed (``pip install gunicorn``; not a dependency), a ``gunicorn`` row runs
 ``fer.serve:create_app()`` under it with one process per core, for the choice of server.
 
-Usage: python benchmarks/serve_load.py [--seconds 30] [--rounds 3] [--clients 8] [--only default,dev]
+``--tree DIR`` adds a row for another checkout's ``python -m fer serve`` as it was (``git worktree
+add /tmp/old <commit>``), for before/after figures.
+
+Usage: python benchmarks/serve_load.py [--seconds 30] [--rounds 3] [--clients 8] [--only default,dev] [--tree DIR]
 """
 
 from __future__ import annotations
@@ -108,11 +111,16 @@ def stages(raw: bytes, repeats: int) -> dict[str, float]:
 
 
 def start(args: list[str], port: int, extra: list[str] = ()) -> subprocess.Popen:
+    env, cwd = os.environ, None
     if args == GUNICORN:
         cmd = [sys.executable, *GUNICORN[:-1], "-b", f"127.0.0.1:{port}", GUNICORN[-1]]
+    elif args and args[0].startswith("tree="):  # another checkout's `python -m fer serve`, as it was
+        tree = args[0].removeprefix("tree=")
+        env, cwd = {**os.environ, "PYTHONPATH": tree}, tree  # `-m` puts the working folder first on sys.path
+        cmd = [sys.executable, "-m", "fer", "serve", "--port", str(port)]
     else:
         cmd = [sys.executable, "-m", "fer", "serve", "--port", str(port), *args, *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=cwd)
     deadline = time.monotonic() + 180
     while True:
         try:
@@ -179,6 +187,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=100, help="requests per stage timing")
     parser.add_argument("--only", help="comma-separated configurations (default: all: " + ", ".join(CONFIGS) + ")")
     parser.add_argument("--port", type=int, default=5077)
+    parser.add_argument("--tree", action="append", default=[], type=Path,
+                        help="also run another checkout's server as it was (e.g. a git worktree of an older commit)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     try:
@@ -187,6 +197,8 @@ def main() -> None:
         CONFIGS["gunicorn"] = GUNICORN
     except ImportError:
         print("(gunicorn is not installed: its row is left out)")
+    for tree in args.tree:
+        CONFIGS[f"tree:{tree.name}"] = [f"tree={tree.resolve()}"]
     names = args.only.split(",") if args.only else list(CONFIGS)
     raw = face_jpeg()
     results: dict = {"image_bytes": len(raw), "clients": args.clients, "seconds": args.seconds}
