@@ -25,6 +25,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -79,7 +80,18 @@ def is_noise(line: str, min_level: int | None = None, gpu_driver: bool | None = 
 
 @contextmanager
 def filtered_stderr():
-    """Send file descriptor 2 to a temporary file for the block, then write back what is not noise."""
+    """Send file descriptor 2 to a temporary file for the block, then write back what is not noise.
+
+    One block at a time in the process (descriptor 2 is the process's, not the thread's): two
+    threads interleaving their redirections would leave it pointing at a closed file."""
+    with _STDERR_LOCK:
+        yield from _filtered_stderr()
+
+
+_STDERR_LOCK = threading.RLock()
+
+
+def _filtered_stderr():
     try:
         saved = os.dup(2)
     except OSError:  # no stderr at all (e.g. a closed descriptor): nothing to filter
