@@ -112,3 +112,21 @@ def test_astronaut_smile_is_happy():
     faces = fer.analyze(np.ascontiguousarray(rgb[:, :, ::-1]))
     assert len(faces) == 1
     assert faces[0]["label"] == "happy", json.dumps(faces[0]["probs"])
+
+
+def test_the_bundled_model_called_from_many_threads_answers_each_as_alone():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fer import cards, runtimes
+
+    clf = fer.load_classifier()
+    assert clf.backend == "litert"
+    runtime = runtimes.LiteRuntime(runtimes.cache_path(cards.sha256(clf.path)), pool_size=2)
+    rng = np.random.default_rng(0)
+    batches = [rng.uniform(0, 255, (n, runtime.crop, runtime.crop, 1)).astype(np.float32) for n in (1, 3, 1, 20, 2, 1)]
+    alone = [runtime(b) for b in batches]
+    with ThreadPoolExecutor(6) as pool:
+        together = list(pool.map(runtime, batches * 4))
+    for got, want in zip(together, alone * 4, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert runtime._small._made <= 2 and runtime._large._made == 1  # one copy per caller, up to the pool's size

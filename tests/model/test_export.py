@@ -145,3 +145,4 @@ def test_onnx_without_its_extra_is_refused_before_anything_is_written(tmp_path, 
     assert cli.main(["export", "-o", str(out), "--formats", "tflite,onnx"]) == 2
     assert "pip install 'fer-study[export]'" in capsys.readouterr().err
     assert not out.exists() or not any(out.iterdir())
+

@@ -136,3 +136,15 @@ def test_a_small_face_in_a_large_frame_is_found_by_the_default_chain(astronaut):
     (face,) = faces.detect(frame)
     cx, cy = _centre(face)
     assert abs(cx - (800 + FACE_CENTRE[0] * 0.75)) < 25 and abs(cy - (300 + FACE_CENTRE[1] * 0.75)) < 25
+
+
+def test_threads_detect_in_parallel_on_their_own_interpreters_with_the_same_answers(astronaut):
+    from concurrent.futures import ThreadPoolExecutor
+
+    det = faces.BlazeFace("front")
+    images = [astronaut, astronaut[:, ::-1].copy(), astronaut[64:, 32:].copy(), np.zeros((90, 120, 3), np.uint8)]
+    alone = [[f.box for f in det.detect(im)] for im in images]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda im: [f.box for f in det.detect(im)], images * 8))
+    assert together == alone * 8
+    assert 1 <= det._pool._made <= det._pool.size  # one copy per concurrent caller, at most one per core
