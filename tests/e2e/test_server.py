@@ -267,6 +267,18 @@ def test_two_browsers_watch_the_server_stream_at_once(server):
     _wait(lambda: _health(url)["stream"]["viewers"] == 0, timeout=15)
 
 
+def _png_claiming(width: int, height: int) -> bytes:
+    """A small PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+
+
 def _health(url: str) -> dict:
     import json
 
@@ -287,8 +299,11 @@ def test_concurrent_uploads_under_load_get_no_errors(server):
 @pytest.mark.slow
 def test_the_worker_processes_answer_bad_uploads_with_their_json_4xx(server):
     url, port, _ = server
+    bomb = _png_claiming(50_000, 50_000)
     for body, kind, status, words in [(b"garbage", "image/jpeg", 415, "not an image"),
-                                      (b"", "image/png", 400, "empty")]:
+                                      (b"", "image/png", 400, "empty"),
+                                      (bomb, "image/png", 413, "megapixel"),
+                                      (b"\xff\xd8" + b"\0" * (30 * 2**20), "image/jpeg", 413, "larger than 10 MB")]:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         conn.request("POST", "/api/predict", body, {"Content-Type": kind})
         response = conn.getresponse()
