@@ -338,3 +338,63 @@ def test_cli_serve_without_a_model_fails_before_listening(monkeypatch, capsys):
     monkeypatch.setattr(waitress, "create_server", lambda *a, **kw: listened.append(kw))
     assert cli.main(["serve", "--workers", "0"]) == 2
     assert "train one" in capsys.readouterr().err and listened == []
+
+
+class _FakeWaitress:
+    """What ``serve()`` needs of a waitress server, recording how it was made and run."""
+
+    made: list = []
+
+    def __init__(self, app, **kw):
+        self.app, self.kw = app, kw
+        self.effective_host, self.effective_port = kw["host"], kw["port"]
+        self.task_dispatcher = type("Tasks", (), {"shutdown": lambda self, timeout=None: True})()
+        _FakeWaitress.made.append(self)
+
+    def run(self):
+        assert self.app.test_client().get("/healthz").status_code in (200, 503)
+
+    def close(self):
+        self.kw["closed"] = True
+
+
+def test_serve_runs_waitress_and_warns_when_it_faces_a_network(monkeypatch, capsys):
+    import waitress
+
+    _FakeWaitress.made = []
+    monkeypatch.setattr(waitress, "create_server", _FakeWaitress)
+    serve.serve(warm=False, workers=0)
+    out = capsys.readouterr()
+    assert "Serving on http://127.0.0.1:5000 (waitress; 12 threads, no worker processes)" in out.out
+    assert "warning" not in out.err
+    serve.serve(host="0.0.0.0", port=8081, threads=3, warm=False, workers=0)
+    out = capsys.readouterr()
+    assert "warning: serving on 0.0.0.0" in out.err and "no authentication" in out.err
+    first, second = _FakeWaitress.made
+    assert first.kw["host"] == "127.0.0.1" and first.kw["threads"] == 12 and first.kw["closed"]
+    assert second.kw["host"] == "0.0.0.0" and second.kw["port"] == 8081 and second.kw["threads"] == 3
+
+
+def test_stream_viewers_get_threads_of_their_own(monkeypatch, capsys, tmp_path):
+    import waitress
+
+    from fer import demo
+
+    clip = demo.astronaut_clip(tmp_path / "clip.mp4", seconds=1.0)
+    _FakeWaitress.made = []
+    monkeypatch.setattr(waitress, "create_server", _FakeWaitress)
+    serve.serve(warm=False, workers=0, threads=4, source=str(clip), max_viewers=3)
+    (server,) = _FakeWaitress.made
+    assert server.kw["threads"] == 4 + 3
+    assert "streaming clip.mp4 at /video_feed to up to 3 viewers" in capsys.readouterr().out
+
+
+def test_debug_is_flask_s_development_server_on_loopback_only(monkeypatch):
+    from flask import Flask
+
+    runs = []
+    monkeypatch.setattr(Flask, "run", lambda self, **kw: runs.append(kw))
+    serve.serve(warm=False, debug=True)
+    assert runs == [{"host": "127.0.0.1", "port": 5000, "threaded": True, "debug": True, "use_reloader": False}]
+    with pytest.raises(ValueError, match="development server"):
+        serve.serve(host="0.0.0.0", warm=False, debug=True)
