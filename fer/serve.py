@@ -220,17 +220,20 @@ def _run_waitress(app: Flask, host: str, port: int, threads: int, pool: Workers 
     server = create_server(app, host=host, port=port, threads=threads + viewers, ident="fer-study",
                            channel_timeout=30)
     where = ", ".join(f"http://{h}:{p}" for h, p in _addresses(server))
-    how = [f"{threads} threads", f"{pool.processes} worker processes" if pool else "no worker processes"]
+    n = pool.processes if pool else 0
+    how = [f"{threads} threads", f"{n or 'no'} worker process{'' if n == 1 else 'es'}"]
     if stream is not None:
         how.append(f"streaming {stream.name} at /video_feed to up to {viewers} viewers")
     print(f"Serving on {where} (waitress; {', '.join(how)}). Ctrl+C stops.", flush=True)
-    if threading.current_thread() is threading.main_thread():  # `kill`, systemd, docker stop: clean up too
-        signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm) if main else None  # kill, systemd, docker stop
     try:
         server.run()
     except (KeyboardInterrupt, _Stopped):
         pass
     finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
         if stream is not None:
             stream.stop()  # ends every viewer's response, so their threads finish before the sockets close
         server.task_dispatcher.shutdown(timeout=5)

@@ -363,7 +363,11 @@ def test_serve_runs_waitress_and_warns_when_it_faces_a_network(monkeypatch, caps
 
     _FakeWaitress.made = []
     monkeypatch.setattr(waitress, "create_server", _FakeWaitress)
+    import signal
+
+    handler = signal.getsignal(signal.SIGTERM)
     serve.serve(warm=False, workers=0)
+    assert signal.getsignal(signal.SIGTERM) is handler  # put back when the server stops
     out = capsys.readouterr()
     assert "Serving on http://127.0.0.1:5000 (waitress; 12 threads, no worker processes)" in out.out
     assert "warning" not in out.err
