@@ -70,8 +70,9 @@ class Workers:
                                    initializer=_start)
 
     def warm(self, timeout: float = 300.0) -> list[int]:
-        """Start every worker now (each loads the model); their process ids. Raises what a
-        worker's start-up raised (e.g. a missing model), so the server does not start half-broken."""
+        """Start every worker now (each loads the model); their process ids. A worker that cannot
+        start breaks the pool (``BrokenProcessPool``), so the server does not start half-broken;
+        ``serve()`` loads the model in its own process first, so a missing one is named there."""
         pool = self._pool
         futures = [pool.submit(_ready) for _ in range(self.processes)]
         return sorted({f.result(timeout=timeout) for f in futures})

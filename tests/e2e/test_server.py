@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 import fer
+import fer.serve
 from fer import demo, loadtest, stream
 from fer.annotate import SourceError
 from fer.config import CLASSES
@@ -367,3 +368,26 @@ def test_bench_url_load_tests_a_running_server_and_says_when_there_is_none(serve
     assert "answered no request" in capsys.readouterr().err
     assert cli.main(["bench", "--url", "ftp://example.org", "--seconds", "0.3"]) == 2
     assert "http://" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_is_replaced_and_its_request_gets_a_503():
+    from fer.workers import Workers, WorkersUnavailable
+
+    workers = Workers(1)
+    try:
+        (pid,) = workers.warm()
+        jpeg = loadtest.sample_jpeg()
+        assert len(workers.answer(jpeg, 40_000_000)["faces"]) == 1
+        os.kill(pid, signal.SIGKILL)
+        _wait(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2])
+        with pytest.raises(WorkersUnavailable, match="try again"):
+            workers.answer(jpeg, 40_000_000)
+        assert len(workers.answer(jpeg, 40_000_000)["faces"]) == 1  # a fresh worker answers
+        client = fer.serve.create_app(workers=workers).test_client()
+        os.kill(workers.warm()[0], signal.SIGKILL)
+        time.sleep(0.5)
+        response = client.post("/api/predict", data=jpeg, content_type="image/jpeg")
+        assert response.status_code == 503 and "try again" in response.get_json()["error"]
+    finally:
+        workers.close()
