@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 
 import cv2
 import pytest
-from playwright.sync_api import sync_playwright
 
 import fer
 from fer import demo
@@ -59,20 +58,6 @@ def clip(root) -> Path:
 @pytest.fixture(scope="module")
 def y4m(root) -> Path:  # the fake camera browser.launch wants; these tests never open it
     return browser.write_y4m(list(demo.astronaut_frames(15)), root / "camera.y4m")
-
-
-@pytest.fixture(scope="module")
-def playwright():
-    browser.chromium_path()  # skip (or fail under FER_REQUIRE_BROWSER=1) before starting anything
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def chromium(playwright, y4m):
-    b = browser.launch(playwright, y4m)
-    yield b
-    b.close()
 
 
 @pytest.fixture

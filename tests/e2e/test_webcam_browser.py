@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from fer.config import CLASSES, NOTEBOOKS_DIR, SHARED_DIR
 
@@ -78,20 +77,6 @@ cam
 @pytest.fixture(scope="module")
 def y4m(root) -> Path:
     return browser.write_y4m(browser.camera_frames(), root / "camera.y4m")
-
-
-@pytest.fixture(scope="module")
-def playwright():
-    browser.chromium_path()  # skip (or fail under FER_REQUIRE_BROWSER=1) before starting anything
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def chromium(playwright, y4m):
-    b = browser.launch(playwright, y4m)
-    yield b
-    b.close()
 
 
 @pytest.fixture(scope="module")
