@@ -205,19 +205,28 @@ def analyze(image_bgr: np.ndarray, classifier: Classifier | None = None, detecto
     gray) and classified in one batch. Returns ``[{"box": [x, y, w, h], "label": str,
     "probs": {class: p}}]`` with plain Python numbers; ``[]`` when there is no face.
     """
+    found, crops = face_crops(image_bgr, detector, margin)
+    if not found:
+        return []
+    probs = (classifier or default_classifier()).predict_proba(crops, tta=tta)
+    return [{"box": [int(v) for v in f.box], "label": CLASSES[int(p.argmax())],
+             "probs": {c: float(v) for c, v in zip(CLASSES, p, strict=True)}} for f, p in zip(found, probs, strict=True)]
+
+
+def face_crops(image_bgr: np.ndarray, detector: str = "auto", margin: float | None = None):
+    """``(faces, crops)``: every face in the image, largest first, and its FER2013-style crop
+    (uint8 ``(N, 48, 48)``) as :func:`analyze` classifies it (``python -m fer evaluate`` detects
+    and crops in threads this way, then classifies many photos' faces in one batch)."""
     from fer import faces as fd
 
     if image_bgr is None:
         raise ValueError("no image (None): the file could not be read or the frame is empty")
     found = fd.detect(image_bgr, detector)
     if not found:
-        return []
+        return [], np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     gray = fd.to_gray(image_bgr)
     kw = {} if margin is None else {"margin": margin}
-    crops = np.stack([fd.crop(gray, f, IMAGE_SIZE, **kw) for f in found])
-    probs = (classifier or default_classifier()).predict_proba(crops, tta=tta)
-    return [{"box": [int(v) for v in f.box], "label": CLASSES[int(p.argmax())],
-             "probs": {c: float(v) for c, v in zip(CLASSES, p, strict=True)}} for f, p in zip(found, probs, strict=True)]
+    return found, np.stack([fd.crop(gray, f, IMAGE_SIZE, **kw) for f in found])
 
 
 class ModelOutputError(RuntimeError):

@@ -4,7 +4,7 @@ Each command is an ``add_<name>(subparsers)`` function that defines its argument
 ``handler``; handlers import TensorFlow/OpenCV lazily so ``--help`` stays instant. Errors the
 user can fix (bad data, missing files, no camera) print one clear line and exit 2. The
 commands that make models are in :mod:`fer.cli.pipeline`, those that use them in
-:mod:`fer.cli.apps`; this module holds the parser and the entry point.
+ :mod:`fer.cli.apps` (and ``evaluate`` in :mod:`fer.cli.evaluate`); this module holds the parser and the entry point.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ class CLIError(RuntimeError):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fer.cli import apps, pipeline
+    from fer.cli import apps, evaluate, pipeline
 
     # every command, in the order --help lists them
     commands = [pipeline.add_data, pipeline.add_train, pipeline.add_ensemble, pipeline.add_tune, apps.add_predict,
-                apps.add_annotate, apps.add_export, apps.add_bench, apps.add_serve, pipeline.add_reproduce,
+                evaluate.add_evaluate, apps.add_annotate, apps.add_export, apps.add_bench, apps.add_serve, pipeline.add_reproduce,
                 pipeline.add_reports, apps.add_cards]
     parser = argparse.ArgumentParser(
         prog="python -m fer",
