@@ -226,9 +226,7 @@ def write_report(ev: Evaluation, s: dict[str, Any], out_dir: str | os.PathLike, 
     if s.get("confusion"):
         figures["confusion.png"] = plots.confusion_matrices(np.array(s["confusion"], float), title="")
     if ev.mistakes:
-        crops = np.stack([m[2] for m in ev.mistakes])
-        titles = [f"{Path(name).name[:18]}\n{_label(ev, name)}" for _, name, _ in ev.mistakes]
-        figures["mistakes.png"] = plots.face_gallery(crops, titles, title="")
+        figures["mistakes.png"] = plots.face_gallery(*mistake_gallery(ev), title="")
     if robustness is not None:
         figures["robustness.png"] = plots.robustness(robustness)
     for name, fig in figures.items():
@@ -248,9 +246,17 @@ def write_report(ev: Evaluation, s: dict[str, Any], out_dir: str | os.PathLike, 
     return out / "index.html"
 
 
-def _label(ev: Evaluation, name: str) -> str:
-    row = ev.table.loc[ev.table["image"] == name].iloc[0]
-    return f"true {row['label']}\npred {row['predicted']} {row['confidence']:.0%}"
+def mistake_gallery(ev: Evaluation) -> tuple[np.ndarray, list[str]]:
+    """The most confident mistakes as ``fer.plots.face_gallery`` takes them: crops and captions
+    (file name, true class, prediction and its probability)."""
+    rows = ev.table.set_index("image")
+    titles = []
+    for _, name, _ in ev.mistakes:
+        row = rows.loc[name]
+        row = row.iloc[0] if row.ndim > 1 else row  # a CSV may list one file twice
+        titles.append(f"{Path(name).name[:18]}\ntrue {row['label']}\npred {row['predicted']} {row['confidence']:.0%}")
+    crops = np.stack([m[2] for m in ev.mistakes]) if ev.mistakes else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    return crops, titles
 
 
 def _plain(value):

@@ -185,6 +185,10 @@ def add_reproduce(sub) -> None:
     p.add_argument("--profile", default="cpu", help="params profile: smoke, cpu, full or a YAML path (default: cpu)")
     p.add_argument("--data", dest="data_source", help="FER2013 zip/folder/CSV, or 'synthetic' (default: the profile's)")
     p.add_argument("--model", dest="model_path", help="model 03 evaluates (default: the one 02 trained, else the bundled one)")
+    p.add_argument("--eval-source", help="03 also evaluates these labelled photos of your own (class folders, a zip "
+                   "of them or a path,label CSV; see `python -m fer evaluate`)")
+    p.add_argument("--eval-mode", choices=["pipeline", "crops"], help="how 03 reads --eval-source: photos (detect and "
+                   "crop; the default) or face crops")
     p.add_argument("--skip-training", action="store_true",
                    help="no search and no training in 02 (it shows the bundled model cards); for reports of a shipped model")
     p.add_argument("--only", nargs="+", metavar="NN",
@@ -195,9 +199,13 @@ def add_reproduce(sub) -> None:
 def cmd_reproduce(args) -> int:
     from fer import reports
 
+    if args.eval_source and not os.path.exists(args.eval_source):
+        raise CLIError(f"--eval-source {args.eval_source}: no such file or folder")
     # Notebooks run in notebooks/: paths given here are made absolute first.
     overrides = {k: str(os.path.abspath(v)) if v and (k == "model_path" or os.path.exists(v)) else v
-                 for k, v in (("data_source", args.data_source), ("model_path", args.model_path))}
+                 for k, v in (("data_source", args.data_source), ("model_path", args.model_path),
+                              ("eval_source", args.eval_source))}
+    overrides["eval_mode"] = args.eval_mode
     if args.skip_training:
         overrides.update(train_models=False, tune=False)
     try:
