@@ -16,9 +16,22 @@ from fer import reports
 pytestmark = pytest.mark.slow
 
 #: Embedded PNG figures each report must contain at least: 01 balance, samples, pixels; 02 trial
-#: scores, learning curves; 03 confusion and reliability (the mistakes gallery needs mistakes);
-#: 04 the annotated photos.
-MIN_FIGURES = {"01_explore": 3, "02_train_tune": 2, "03_evaluate": 2, "04_webcam_demo": 1}
+#: scores, learning curves; 03 confusion, reliability, robustness and the own photos' confusion
+#: (the mistakes galleries need mistakes); 04 the annotated photos.
+MIN_FIGURES = {"01_explore": 3, "02_train_tune": 2, "03_evaluate": 4, "04_webcam_demo": 1}
+
+
+def _own_photos(root):
+    """A labelled set of two photos for 03's eval_source: the astronaut (happy) and a wall (no face)."""
+    import cv2
+    import numpy as np
+    from skimage import data as skimage_data
+
+    (root / "happiness").mkdir(parents=True)
+    (root / "sad").mkdir()
+    cv2.imwrite(str(root / "happiness" / "astronaut.png"), cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(root / "sad" / "wall.png"), np.full((200, 200, 3), 120, np.uint8))
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +42,8 @@ def smoke_reports(tmp_path_factory):
     # points the kernels' metrics at reports_dir.
     mp.setenv("FER_RUNS_DIR", str(root / "runs"))
     lines = []
-    index = reports.reproduce("smoke", reports_dir=root / "reports", log=lines.append)
+    own = str(_own_photos(root / "own"))
+    index = reports.reproduce("smoke", {"eval_source": own}, reports_dir=root / "reports", log=lines.append)
     yield root / "reports", index, lines
     mp.undo()
 
@@ -41,6 +55,17 @@ def test_every_notebook_becomes_html_with_embedded_figures(smoke_reports):
         figures = len(re.findall(r'<img[^>]+src="data:image/png;base64,', page))
         assert figures >= n, f"{stem}.html has {figures} embedded figures, expected at least {n}"
         assert "import fer" not in page, f"{stem}.html shows code; reports hide the input cells"
+
+
+def test_evaluate_shows_robustness_and_the_own_photos(smoke_reports):
+    rep, _, _ = smoke_reports
+    page = (rep / "html" / "03_evaluate.html").read_text()
+    assert "faces found in 1 of 2 photos (50.0%)" in page and "sad/wall.png" in page
+    import json
+
+    ev = json.loads((rep / "metrics" / "smoke.json").read_text())["evaluate"]
+    assert ev["own_photos"]["faces_found"] == 1 and ev["own_photos"]["images"] == 2
+    assert ev["robustness"]["perturbations"] and 0 <= ev["robustness"]["baseline"] <= 1
 
 
 def test_progress_line_per_notebook_and_an_index(smoke_reports):
