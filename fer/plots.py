@@ -267,3 +267,38 @@ def label_timeline(table, title: str = ""):
                   loc="upper center", bbox_to_anchor=(0.5, -0.28), frameon=False)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- robustness
+
+
+def robustness(table, title: str = ""):
+    """Accuracy against strength, one panel per perturbation (``fer.robustness.table``): the 95 %
+    interval as a band, the unperturbed accuracy dashed, one y axis so the panels compare."""
+    from fer.robustness import PERTURBATIONS, is_identity
+
+    plt = _plt()
+    baseline = float(table["accuracy"][is_identity(table)].iloc[0])
+    names = list(dict.fromkeys(table["perturbation"]))
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    size = (3.3 * cols, 2.7 * rows)
+    fig, axes = plt.subplots(rows, cols, figsize=size, sharey=True, squeeze=False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        part = table[table["perturbation"] == name]
+        pos = np.arange(len(part))
+        ax.fill_between(pos, part["low"], part["high"], color="C0", alpha=0.25, lw=0)
+        ax.plot(pos, part["accuracy"], "o-", color="C0", ms=4)
+        ax.axhline(baseline, ls="--", color="0.4", lw=1)
+        ax.set_xticks(pos, part["label"], fontsize=8)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel(PERTURBATIONS[name].axis, fontsize=8)
+        ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+    for ax in axes.flat[len(names) :]:
+        ax.remove()
+    for r in range(rows):
+        axes[r, 0].set_ylabel("accuracy")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
