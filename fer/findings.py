@@ -133,6 +133,21 @@ def evaluate(m: Mapping[str, Any]) -> Findings:
         if recall:
             easy, hard = max(recall, key=recall.get), min(recall, key=recall.get)
             out.append(f"Easiest class *{easy}* (recall {recall[easy]:.2f}), hardest *{hard}* ({recall[hard]:.2f}).")
+    rob = m.get("robustness")
+    if rob and rob.get("worst"):
+        hard = [f"{name} {w['label']} ({-100 * w['drop']:+.1f})" for name, w in list(rob["worst"].items())[:3]]
+        mild = [name for name, w in rob["worst"].items() if w["drop"] < 0.05]
+        out.append("Hardest changes to a face, at their strongest: " + ", ".join(hard) + " points"
+                   + (f"; {' and '.join(mild)} cost under 5 points at any strength tried." if mild else "."))
+    own = m.get("own_photos")
+    if own:
+        found = (f"faces found in {own['faces_found']} of {own['images']} photos; " if own.get("mode") == "pipeline" else "")
+        if own.get("accuracy") is None:
+            out.append(f"Your photos ({own['source']}): {found}nothing could be scored.")
+        else:
+            lo, hi = own["accuracy_ci"]
+            out.append(f"Your photos ({own['source']}): {found}accuracy {_pct(own['accuracy'])} "
+                       f"(95 % CI {_pct(lo)}-{_pct(hi)}) over {own['faces_found']:,} faces.")
     lat = m.get("latency")
     if lat:
         out.append(f"{lat['ms_per_image_batch1']:.1f} ms per face on its own, {lat['images_per_s_batched']:,.0f} faces/s "

@@ -209,3 +209,16 @@ def summary(table) -> dict[str, Any]:
         "perturbations": per,
         "worst": dict(sorted(worst.items(), key=lambda kv: -kv[1]["drop"])),
     }
+
+
+def text(table) -> str:
+    """The table as the terminal shows it: the unchanged accuracy once, then one line per
+    perturbation with the accuracy (%) at each strength."""
+    base = table[is_identity(table)].iloc[0]
+    lines = [f"accuracy (%) under changes to the face crops; unchanged: {100 * base['accuracy']:.1f} "
+             f"[{100 * base['low']:.1f}, {100 * base['high']:.1f}] over {int(base['images']):,} faces"]
+    width = max(map(len, PERTURBATIONS))
+    for name, part in table[~is_identity(table)].groupby("perturbation", sort=False):
+        cells = "  ".join(f"{r.label} {100 * r.accuracy:.1f}" for r in part.itertuples())
+        lines.append(f"  {name:<{width}}  {cells}")
+    return "\n".join(lines)

@@ -65,8 +65,7 @@ def cmd_evaluate(args) -> int:
     else:
         print(assess.text(summary))
         if table is not None:
-            print("\naccuracy under changes to the face crops (95 % interval)")
-            print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+            print("\n" + robustness.text(table))
     if args.csv:
         ev.table.to_csv(args.csv, index=False)
         print(f"per-image predictions: {args.csv}", file=sys.stderr)

@@ -95,3 +95,17 @@ def test_fer2013_csv_evaluates_its_public_test_as_crops(capsys):
     assert (s["kind"], s["split"], s["mode"], s["images"], s["faces_found"]) == ("fer2013", "public_test", "crops", 210, 210)
     assert s["counts"] == dict.fromkeys(s["counts"], 30)
     assert 0.45 < s["accuracy"] < 0.95  # the shipped model is about 70 % on PublicTest; 210 faces vary
+
+
+def test_robustness_of_the_scored_faces(photo_set, tmp_path, capsys):
+    from fer.robustness import PERTURBATIONS
+
+    assert cli.main(["evaluate", str(photo_set), "--robustness", "--report", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy (%) under changes to the face crops; unchanged: 100.0 [100.0, 100.0] over 2 faces" in out
+    lines = out[out.index("under changes"):].splitlines()[1:]
+    assert [ln.split()[0] for ln in lines] == list(PERTURBATIONS)
+    assert (tmp_path / "r" / "robustness.png").stat().st_size > 10_000
+    s = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert list(s["robustness"]["perturbations"]) == list(PERTURBATIONS) and s["robustness"]["images"] == 2
+    assert "robustness.png" in (tmp_path / "r" / "index.html").read_text()

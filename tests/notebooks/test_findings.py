@@ -80,6 +80,22 @@ def test_evaluate_on_a_smoke_run_without_public_test():
     assert lines[0].startswith("On val (70 images)") and "does not help" in lines[1]
 
 
+def test_evaluate_names_the_hardest_changes_and_your_photos():
+    worst = {"blur": {"label": "σ 3 px", "accuracy": 0.227, "drop": 0.475},
+             "jpeg": {"label": "q 5", "accuracy": 0.412, "drop": 0.290},
+             "occlusion": {"label": "24 px", "accuracy": 0.428, "drop": 0.274},
+             "shift": {"label": "8 px", "accuracy": 0.651, "drop": 0.051},
+             "scale": {"label": "×1.25", "accuracy": 0.662, "drop": 0.040}}
+    own = {"source": "my_photos", "mode": "pipeline", "images": 40, "faces_found": 38, "accuracy": 0.5,
+           "accuracy_ci": [0.34, 0.66]}
+    text = "\n".join(findings.evaluate({"robustness": {"worst": worst}, "own_photos": own}))
+    assert "Hardest changes to a face, at their strongest: blur σ 3 px (-47.5), jpeg q 5 (-29.0), occlusion 24 px (-27.4) points" in text
+    assert "scale cost under 5 points at any strength tried" in text and "shift" not in text.split(";")[-1]
+    assert "Your photos (my_photos): faces found in 38 of 40 photos; accuracy 50.0 % (95 % CI 34.0 %-66.0 %) over 38 faces" in text
+    none = findings.evaluate({"own_photos": own | {"faces_found": 0, "accuracy": None}})
+    assert none == ["Your photos (my_photos): faces found in 0 of 40 photos; nothing could be scored."]
+
+
 def test_webcam_summarises_photos_and_the_replay():
     import pandas as pd
 
