@@ -41,7 +41,7 @@ class Evaluation:
     lset: LabelledSet
     mode: str
     table: Any  # pandas DataFrame, one row per image
-    mistakes: list[tuple[float, str, np.ndarray]]  # (confidence, image, crop), most confident first
+    mistakes: list[tuple[float, int, np.ndarray]]  # (confidence, row of table, crop), most confident first
     seconds: float
     jobs: int
     model: str = ""
@@ -66,10 +66,13 @@ def _prepare(item, mode: str, detector: str) -> dict[str, Any]:
     """One image → its crop (or why there is none); runs in a worker thread."""
     from fer.predict import face_crops
 
+    import cv2
+
     try:
         image = item.image(gray=mode == "crops")
-    except (OSError, ValueError) as err:
-        return {"status": f"unreadable: {err}", "faces": 0}
+    except (OSError, ValueError, cv2.error) as err:  # cv2.error: e.g. more pixels than OpenCV decodes
+        lines = str(err).strip().splitlines()
+        return {"status": f"unreadable: {lines[-1] if lines else type(err).__name__}", "faces": 0}
     if mode == "crops":
         return {"status": "ok", "faces": 1, "box": [0, 0, image.shape[1], image.shape[0]], "crop": face_crop(image)}
     found, crops = face_crops(image, detector)
@@ -110,7 +113,8 @@ def run(lset: LabelledSet, classifier, mode: str = "pipeline", tta: str | None =
                                correct=bool(p.argmax() == item.label))
                     row.update({f"p_{c}": float(v) for c, v in zip(CLASSES, p, strict=True)})
                     if not row["correct"]:
-                        heapq.heappush(mistakes, (row["confidence"], item.name, prep["crop"]))
+                        # the row number breaks ties, so two crops are never compared
+                        heapq.heappush(mistakes, (row["confidence"], len(rows), prep["crop"]))
                         if len(mistakes) > keep:
                             heapq.heappop(mistakes)
                 rows.append(row)
@@ -122,7 +126,8 @@ def run(lset: LabelledSet, classifier, mode: str = "pipeline", tta: str | None =
         if f"p_{c}" not in table:
             table[f"p_{c}"] = np.nan
     path = getattr(classifier, "path", None)
-    return Evaluation(lset, mode, table, sorted(mistakes, key=lambda m: -m[0]), seconds, jobs,
+    mistakes = sorted(mistakes, key=lambda m: (-m[0], m[1]))
+    return Evaluation(lset, mode, table, mistakes, seconds, jobs,
                       model=short_path(path) if path else type(classifier).__name__, tta=tta,
                       crops=np.concatenate(kept) if keep_crops and kept else None)
 
@@ -249,12 +254,10 @@ def write_report(ev: Evaluation, s: dict[str, Any], out_dir: str | os.PathLike, 
 def mistake_gallery(ev: Evaluation) -> tuple[np.ndarray, list[str]]:
     """The most confident mistakes as ``fer.plots.face_gallery`` takes them: crops and captions
     (file name, true class, prediction and its probability)."""
-    rows = ev.table.set_index("image")
     titles = []
-    for _, name, _ in ev.mistakes:
-        row = rows.loc[name]
-        row = row.iloc[0] if row.ndim > 1 else row  # a CSV may list one file twice
-        titles.append(f"{Path(name).name[:18]}\ntrue {row['label']}\npred {row['predicted']} {row['confidence']:.0%}")
+    for _, i, _ in ev.mistakes:
+        row = ev.table.iloc[i]
+        titles.append(f"{Path(row['image']).name[:18]}\ntrue {row['label']}\npred {row['predicted']} {row['confidence']:.0%}")
     crops = np.stack([m[2] for m in ev.mistakes]) if ev.mistakes else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     return crops, titles
 
