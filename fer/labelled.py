@@ -209,6 +209,9 @@ def open_set(source: str | os.PathLike, mapping: str | Mapping[str, str | None] 
 def _fer2013(path: Path, split: str | None) -> LabelledSet:
     from fer import data
 
+    if not path.name.lower().endswith((".csv", ".csv.gz")):
+        _require_fer_sized(path)
+
     try:
         splits = data.load(path)
     except DataError as err:
@@ -224,6 +227,24 @@ def _fer2013(path: Path, split: str | None) -> LabelledSet:
     return LabelledSet(path, "fer2013", items, {c: c for c in CLASSES}, split=split, crops=True)
 
 
+def _require_fer_sized(path: Path) -> None:
+    """Split folders of ordinary photos are a set of one's own, not FER2013: say which folder to pass."""
+    import cv2
+
+    if path.is_dir():
+        first = next((f for f in sorted(path.rglob("*")) if f.is_file() and f.name.lower().endswith(PHOTO_SUFFIXES)), None)
+        raw = first.read_bytes() if first else b""
+    else:
+        zf = _zipfile(path)
+        first = next((n for n in zf.namelist() if n.lower().endswith(PHOTO_SUFFIXES) and "__MACOSX" not in n), None)
+        raw = zf.read(first) if first else b""
+    image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED) if raw else None
+    if image is not None and image.shape[:2] != (48, 48):
+        split = next(p for p in Path(str(first)).parts if p.lower() in SPLIT_FOLDERS)
+        raise DataError(f"{path} has split folders ({split}/ ...) of {image.shape[1]}x{image.shape[0]} images, not "
+                        f"FER2013's 48x48 faces: evaluate one split of your photos, e.g. {path / split}")
+
+
 def _from_entries(root: Path, kind: str, entries: list, names: dict) -> LabelledSet:
     """Class-folder layout: the first folder of each image's path is its class."""
     parts = [(rel, [p for p in rel.split("/") if p], where) for rel, where in entries]
@@ -233,7 +254,8 @@ def _from_entries(root: Path, kind: str, entries: list, names: dict) -> Labelled
         raise DataError(f"{root}: no images found ({', '.join(PHOTO_SUFFIXES[:5])} ...). Put the photos in "
                         "class folders: happy/, sad/, ...")
     # a zip (or folder) holding one wrapper folder around the class folders: look inside it
-    while len({p[0] for _, p, _ in parts if len(p) > 1}) == 1 and all(len(p) > 2 for _, p, _ in parts):
+    while (len(tops := {p[0] for _, p, _ in parts}) == 1 and all(len(p) > 2 for _, p, _ in parts)
+           and to_class(next(iter(tops)), names) is None and next(iter(tops)) not in names):
         parts = [(rel, p[1:], w) for rel, p, w in parts]
     loose = [rel for rel, p, _ in parts if len(p) == 1]
     if len(loose) == len(parts):

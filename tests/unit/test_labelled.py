@@ -14,6 +14,12 @@ from fer.config import CLASSES
 from fer.data import DataError
 
 
+@pytest.fixture(autouse=True)
+def _no_project_cache(tmp_path, monkeypatch):
+    """FER2013 sources are cached by fer.data.load: into the test's folder, not data/processed."""
+    monkeypatch.setattr("fer.data.PROCESSED_DIR", tmp_path / "cache")
+
+
 def _png(path, value=100, size=(60, 40)):
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), np.full((size[1], size[0], 3), value, np.uint8))
@@ -159,3 +165,33 @@ def test_an_unreadable_image_raises_value_error_when_read(tmp_path):
             item.image()
         errors.append(str(err.value))
     assert sorted(errors) == ["empty file", "not an image OpenCV can read"]
+
+
+def test_one_class_with_nested_folders_is_not_a_wrapper(tmp_path):
+    _png(tmp_path / "happy" / "2024" / "a.png")
+    _png(tmp_path / "happy" / "2025" / "b.png")
+    s = labelled.open_set(tmp_path)
+    assert s.counts()["happy"] == 2 and s.mapping == {"happy": "happy"}
+
+
+def test_split_folders_of_ordinary_photos_point_to_one_split(tmp_path):
+    _png(tmp_path / "mine" / "train" / "happy" / "a.png", size=(200, 150))
+    _png(tmp_path / "mine" / "test" / "happy" / "b.png", size=(200, 150))
+    with pytest.raises(DataError, match=r"of 200x150 images, not FER2013's 48x48 faces: evaluate one split"):
+        labelled.open_set(tmp_path / "mine")
+    assert labelled.open_set(tmp_path / "mine" / "test").counts()["happy"] == 1
+    archive = tmp_path / "mine.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(tmp_path / "mine" / "test" / "happy" / "b.png", "test/happy/b.png")
+    with pytest.raises(DataError, match="not FER2013's 48x48 faces"):
+        labelled.open_set(archive)
+
+
+def test_fer2013_folders_are_its_held_out_split(tmp_path):
+    for split, n in (("train", 7), ("test", 2)):
+        for k in range(n):
+            path = tmp_path / "fer" / split / CLASSES[k] / f"{'Training' if split == 'train' else 'PublicTest'}_{k}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), np.full((48, 48), 9 * k, np.uint8))
+    s = labelled.open_set(tmp_path / "fer")
+    assert (s.kind, s.split, len(s.items), s.crops) == ("fer2013", "public_test", 2, True)
