@@ -64,9 +64,9 @@ def face_crop(image_gray: np.ndarray) -> np.ndarray:
 
 def _prepare(item, mode: str, detector: str) -> dict[str, Any]:
     """One image → its crop (or why there is none); runs in a worker thread."""
-    from fer.predict import face_crops
-
     import cv2
+
+    from fer.predict import face_crops
 
     try:
         image = item.image(gray=mode == "crops")
