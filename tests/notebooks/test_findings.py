@@ -69,7 +69,7 @@ def test_evaluate_carries_accuracy_interval_unseen_tta_and_latency(cpu_metrics):
     assert "3,309 PublicTest faces that never occur in train: 69.2 %, 1.0 points below" in text
     assert "flip (2 views) gains 0.5 points" in text
     assert "Easiest class *happy* (recall 0.90), hardest *fear* (0.45)" in text
-    assert "3.0 ms per face on its own, 776 faces/s batched" in text
+    assert "1.6 ms per face on its own, 1,412 faces/s batched" in text
 
 
 def test_evaluate_on_a_smoke_run_without_public_test():
