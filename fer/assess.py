@@ -149,12 +149,13 @@ def summarise(ev: Evaluation, n_boot: int = 1000, seed: int = 0) -> dict[str, An
     missed = t["status"] == "no face"
     readable = int((~unreadable).sum())
     y, proba = scored(ev)
+    counts = lset.counts()
     out: dict[str, Any] = {
         "source": str(lset.source), "kind": lset.kind, "split": lset.split, "mode": ev.mode, "model": ev.model,
         "tta": ev.tta, "images": int(len(t)), "unreadable": int(unreadable.sum()), "faces_found": int(len(y)),
         "missed": int(missed.sum()), "detection_rate": len(y) / readable if readable else None,
-        "counts": lset.counts(), "mapping": dict(lset.mapping), "left_out": dict(lset.left_out),
-        "classes": [f"{c} ({n})" for c, n in lset.counts().items()] if lset.kind == "fer2013" else mapping_lines(lset),
+        "counts": counts, "mapping": dict(lset.mapping), "left_out": dict(lset.left_out),
+        "classes": [f"{c} ({n})" for c, n in counts.items()] if lset.kind == "fer2013" else mapping_lines(lset),
         "skipped": [list(s) for s in lset.skipped],
         "missed_images": t.loc[missed, "image"].tolist(),
         "unreadable_images": t.loc[unreadable, ["image", "status"]].values.tolist(),

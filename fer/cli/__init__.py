@@ -4,7 +4,7 @@ Each command is an ``add_<name>(subparsers)`` function that defines its argument
 ``handler``; handlers import TensorFlow/OpenCV lazily so ``--help`` stays instant. Errors the
 user can fix (bad data, missing files, no camera) print one clear line and exit 2. The
 commands that make models are in :mod:`fer.cli.pipeline`, those that use them in
- :mod:`fer.cli.apps` (and ``evaluate`` in :mod:`fer.cli.evaluate`); this module holds the parser and the entry point.
+:mod:`fer.cli.apps` and :mod:`fer.cli.evaluate`; this module holds the parser and the entry point.
 """
 
 from __future__ import annotations
