@@ -28,9 +28,11 @@ from typing import Any
 import keras_tuner as kt
 import numpy as np
 
+from fer import cluster
 from fer.config import RUNS_DIR, TrainConfig, config_from_profile
 from fer.devices import set_precision
-from fer.pipeline import make_dataset
+from fer.pipeline import HostBatches, make_dataset, resolve_pipeline
+from fer.preprocess import center_crop
 from fer.runs import data_fingerprint
 from fer.train import compile_model
 
@@ -45,6 +47,8 @@ class TuneResult:
     table: Any  # pandas DataFrame: one row per trial, best first
     directory: Path
     trials: int
+    role: str | None = None  # None, or "chief" / "worker" of a distributed search (fer.cluster)
+    ran: list[str] | None = None  # a worker's own finished trials
 
 
 #: Architecture choices searched unless a profile's ``tune:`` block names its own (the smoke
@@ -113,7 +117,9 @@ def _split(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class FerHyperModel(kt.HyperModel):
-    """keras-tuner HyperModel: ``build`` makes the model, ``fit`` builds the matching tf.data."""
+    """keras-tuner HyperModel: ``build`` makes the model, ``fit`` builds the matching input
+    pipeline (``tf.data`` under TensorFlow, :class:`fer.pipeline.HostBatches` elsewhere, as
+    training does: ``TrainConfig.pipeline``), so a search runs under JAX as under TensorFlow."""
 
     def __init__(self, base: TrainConfig, train: tuple, val: tuple, choices: Mapping[str, list] | None = None,
                  params: Sequence[str] | None = None):
@@ -136,10 +142,22 @@ class FerHyperModel(kt.HyperModel):
     def fit(self, hp, model, *args, **kwargs):
         cfg = self.config(hp)
         crop = int(model.input_shape[1])
-        train_ds = make_dataset(*self.train, cfg, crop, training=True)
-        val_ds = make_dataset(*self.val, cfg, crop, training=False)
         kwargs.pop("validation_data", None)
-        kwargs["shuffle"] = False  # tf.data shuffles already
+        kwargs["shuffle"] = False  # the pipeline shuffles already
+        if resolve_pipeline(cfg.pipeline) == "tf.data":
+            train_ds = make_dataset(*self.train, cfg, crop, training=True)
+            val_ds = make_dataset(*self.val, cfg, crop, training=False)
+        else:
+            import keras
+
+            from fer.config import NUM_CLASSES
+
+            train_ds = HostBatches(*self.train, cfg, crop)
+            val_ds = (center_crop(self.val[0], crop)[..., None].astype("float32"),
+                      keras.utils.to_categorical(self.val[1], NUM_CLASSES))
+            kwargs["validation_batch_size"] = cfg.batch_size
+            kwargs["callbacks"] = [*kwargs.get("callbacks", []), keras.callbacks.LambdaCallback(
+                on_epoch_begin=lambda epoch, logs=None: train_ds.set_epoch(epoch))]
         return model.fit(train_ds, validation_data=val_ds, **kwargs)
 
 
@@ -168,33 +186,48 @@ def search(
     epochs = int(opts.get("epochs", 3))
     key = search_key(base, opts, data_fingerprint(train_xy, val_xy))
     project = f"{algorithm}-{key}"
+    role = cluster.distributed_role()
+    if role == "worker" and overwrite:  # it would delete the folder the chief and the others work in
+        print("overwrite is the chief's to decide: this worker joins the search as it is")
+        overwrite = False
     common = dict(
         objective=kt.Objective("val_accuracy", "max"),
         directory=str(directory),
         project_name=project,
         overwrite=overwrite,
-        seed=base.seed,
+        seed=base.seed + 1,  # keras-tuner takes seed 0 for "no seed" (`seed or random.randint(...)`)
     )
     choices = {k: opts[k] for k in CHOICES if k in opts}
     params = opts.get("params")
     space(kt.HyperParameters(), base.arch, choices, params, base.optimizer)  # a bad tune.params fails here
     hypermodel = FerHyperModel(base, train_xy, val_xy, choices, params)
     if algorithm == "hyperband":
-        tuner = kt.Hyperband(hypermodel, max_epochs=max(2, epochs), factor=int(opts.get("factor", 3)), **common)
+        tuner = _tuner(kt.Hyperband, role)(hypermodel, max_epochs=max(2, epochs), factor=int(opts.get("factor", 3)),
+                                          **common)
     elif algorithm == "bayesian":
-        tuner = kt.BayesianOptimization(hypermodel, max_trials=int(profile.get("max_trials", 10)), **common)
+        tuner = _tuner(kt.BayesianOptimization, role)(hypermodel, max_trials=int(profile.get("max_trials", 10)), **common)
     else:
-        tuner = kt.RandomSearch(hypermodel, max_trials=int(profile.get("max_trials", 10)), **common)
-    done = len(tuner.oracle.trials)
-    others = sorted(p.parent.name for p in directory.glob("*/oracle.json") if p.parent.name != project)
-    if done and not overwrite:
-        print(f"resuming the search in {directory / project} ({done} trials already there, same settings and data); "
-              "pass overwrite=True (--overwrite) to start over")
-    elif others:
-        print(f"new search in {directory / project}: settings or data differ from the earlier search(es) "
-              f"{', '.join(others)} in {directory}, which stay as they are")
+        tuner = _tuner(kt.RandomSearch, role)(hypermodel, max_trials=int(profile.get("max_trials", 10)), **common)
+    if role != "worker":  # a worker's oracle is the chief's, behind gRPC
+        done = len(tuner.oracle.trials)
+        others = sorted(p.parent.name for p in directory.glob("*/oracle.json") if p.parent.name != project)
+        if done and not overwrite:
+            print(f"resuming the search in {directory / project} ({done} trials already there, same settings and "
+                  "data); pass overwrite=True (--overwrite) to start over")
+        elif others:
+            print(f"new search in {directory / project}: settings or data differ from the earlier search(es) "
+                  f"{', '.join(others)} in {directory}, which stay as they are")
+    if role == "chief":
+        print(f"chief of the search in {directory / project}, listening on {os.environ['KERASTUNER_ORACLE_IP']}:"
+              f"{os.environ['KERASTUNER_ORACLE_PORT']}; it ends when the search does", flush=True)
     tuner.search(epochs=epochs, verbose=verbose)
+    if role == "worker":
+        ran = sorted(t for t, who in cluster.who_ran(directory / project).items() if who == tuner.tuner_id)
+        return TuneResult(best_hp={}, table=None, directory=directory, trials=len(ran), role=role, ran=ran)
     table = trials_table(tuner)
+    ran_by = cluster.who_ran(directory / project)
+    if ran_by:
+        table["worker"] = [ran_by.get(str(t), "") for t in table["trial"]]
     if table.empty:
         raise RuntimeError(f"no trial of the search in {directory / project} finished; see the errors above")
     best = tuner.get_best_hyperparameters(1)[0]
@@ -204,7 +237,29 @@ def search(
     for folder in (directory, directory / project):  # the latest search's result, and each search's own
         (folder / "best_hp.json").write_text(json.dumps(best_hp, indent=2))
         table.to_csv(folder / "trials.csv")
-    return TuneResult(best_hp=best_hp, table=table, directory=directory, trials=len(table))
+    return TuneResult(best_hp=best_hp, table=table, directory=directory, trials=len(table), role=role)
+
+
+def _tuner(cls, role: str | None):
+    """``cls`` (a keras-tuner tuner class), or in a distributed search a subclass whose workers
+    note each trial they begin and finish (:func:`fer.cluster.record`), so the chief's table
+    says which worker ran which trial and the logs show a re-run trial."""
+    if role is None:
+        return cls
+
+    class Recorded(cls):
+        def on_trial_begin(self, trial):
+            cluster.record(self.project_dir, self.tuner_id, trial.trial_id, "begin")
+            print(f"{self.tuner_id}: trial {trial.trial_id} begins", flush=True)
+            super().on_trial_begin(trial)
+
+        def on_trial_end(self, trial):
+            super().on_trial_end(trial)
+            cluster.record(self.project_dir, self.tuner_id, trial.trial_id, "end")
+            print(f"{self.tuner_id}: trial {trial.trial_id} done", flush=True)
+
+    Recorded.__name__ = Recorded.__qualname__ = cls.__name__
+    return Recorded
 
 
 #: Training options that do not change a search trial (trials run ``tune.epochs`` epochs on a

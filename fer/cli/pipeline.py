@@ -151,25 +151,84 @@ def add_tune(sub) -> None:
         "weight decay and augmentation strength. Writes best_hp.json and trials.csv to "
         "runs/<profile>/tune/. A rerun with the same settings and data resumes that search (one folder "
         "per settings; changed settings start a new one beside it); --overwrite starts it over. "
-        "--train then retrains the main model from the best hyperparameters."))
+        "--train then retrains the main model from the best hyperparameters. "
+        "--distributed spreads the search over processes, GPUs and machines with keras-tuner's own "
+        "chief/worker mode: the same command on every machine, with its role (docs/scaling.md)."))
     _profile_args(p)
-    p.add_argument("--dir", help="search directory (default: runs/<profile>/tune)")
+    p.add_argument("--dir", help="search directory (default: runs/<profile>/tune); may be shared storage")
     p.add_argument("--overwrite", action="store_true", help="discard the earlier search with the same settings in --dir")
     p.add_argument("--train", action="store_true", help="retrain the main model from the best hyperparameters")
+    g = p.add_argument_group("distributed search (keras-tuner's chief and workers; its gRPC port has no "
+                             "authentication: keep it on 127.0.0.1, a private network or an SSH tunnel)")
+    g.add_argument("--distributed", choices=["chief", "worker", "local"],
+                   help="chief: hand out trials and write the results (listens on --oracle, default 127.0.0.1:8000); "
+                        "worker: run trials for the chief at --oracle; local: a chief plus --workers workers on "
+                        "this host, one per GPU by default, each seeing only its own GPU")
+    g.add_argument("--oracle", metavar="HOST:PORT", help="where the chief listens (chief: the address to bind; "
+                   "0.0.0.0 for every interface) or where the workers reach it")
+    g.add_argument("--tuner-id", help="a worker's id, unique in the search and the same when it is started again "
+                   "(it then takes up its unfinished trial); default: tuner-<host>, or tuner-<host>-gpu<N> under CUDA_VISIBLE_DEVICES=N")
+    g.add_argument("--workers", type=int, help="with --distributed local: how many workers (default: one per GPU, "
+                   "or 1 without GPUs)")
+    g.add_argument("--restarts", type=int, default=2, help="with --distributed local: start a worker (or the "
+                   "chief) that dies again, at most this many times each (default: 2)")
     p.set_defaults(handler=cmd_tune)
 
 
 def cmd_tune(args) -> int:
-    from fer import runs, tune
+    from fer import cluster, runs, tune
 
+    if args.distributed == "local":
+        return _tune_on_this_host(args)
+    if args.distributed:
+        try:
+            role = cluster.role(args.distributed, args.oracle, args.tuner_id)
+        except ValueError as err:
+            raise CLIError(str(err)) from None
+        if note := cluster.security_note(role):
+            print(f"warning: {note}")
+        cluster.apply(role)
+    elif args.oracle or args.tuner_id:
+        raise CLIError("--oracle and --tuner-id belong to a distributed search: add --distributed chief|worker")
     profile, splits = _load_profile_and_data(args)
     result = tune.search(profile, splits, directory=args.dir, overwrite=args.overwrite, verbose=2)
+    if result.role == "worker":
+        print(f"{os.environ['KERASTUNER_TUNER_ID']}: the search is over; this worker finished {result.trials} "
+              f"trial(s) ({', '.join(result.ran) or 'none'}); the chief writes best_hp.json")
+        return 0
     print(result.table.to_string(max_rows=20))
     print(f"best hyperparameters ({result.trials} trials): {json.dumps(result.best_hp)}")
     print(f"saved {result.directory / 'best_hp.json'}")
     if args.train:
         card = runs.run(profile, splits, block="main", hp=result.best_hp, verbose=2)
         print(f"retrained main model: {card['metrics']['validation']}")
+    return 0
+
+
+def _tune_on_this_host(args) -> int:
+    """``--distributed local``: the chief and the workers as child processes of this one."""
+    from fer import cluster
+
+    if args.tuner_id:
+        raise CLIError("--tuner-id is for one worker; --distributed local names its workers tuner0, tuner1, ...")
+    if args.workers is not None and args.workers < 1:
+        raise CLIError("--workers must be at least 1")
+    try:
+        host, port = cluster.parse_address(args.oracle) if args.oracle else ("127.0.0.1", None)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    forwarded = ["--profile", args.profile]
+    for flag, value in (("--data", args.data_source), ("--epochs", args.epochs), ("--seed", args.seed),
+                        ("--dir", args.dir)):
+        if value is not None:
+            forwarded += [flag, str(value)]
+    if args.overwrite:
+        forwarded.append("--overwrite")  # the chief's to act on; the workers ignore it
+    if args.train:
+        forwarded.append("--train")  # the chief retrains once the search is over
+    code = cluster.launch(forwarded, workers=args.workers, host=host, port=port, restarts=args.restarts)
+    if code:
+        raise CLIError(f"the distributed search did not finish (exit status {code}); the same command resumes it")
     return 0
 
 
