@@ -161,6 +161,11 @@ class FerHyperModel(kt.HyperModel):
         return model.fit(train_ds, validation_data=val_ds, **kwargs)
 
 
+def directory_for(profile: Mapping[str, Any]) -> Path:
+    """Where a profile's searches go by default: ``runs/<profile>/tune``."""
+    return RUNS_DIR / str(profile.get("profile", "custom")) / "tune"
+
+
 def search(
     profile: Mapping[str, Any],
     splits: dict,
@@ -177,7 +182,7 @@ def search(
         raise ValueError(f"tune.algorithm must be one of {ALGORITHMS}, not {algorithm!r}")
     base = config_from_profile(profile, "main")
     set_precision(base.precision)
-    directory = Path(directory) if directory else RUNS_DIR / str(profile.get("profile", "custom")) / "tune"
+    directory = Path(directory) if directory else directory_for(profile)
     cleaned = audit.clean(splits)
     train_xy, val_xy = audit.training_splits(cleaned, seed=base.seed)
     cap = opts.get("max_train")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 from fer.cli import CLIError
 
@@ -224,11 +225,18 @@ def _tune_on_this_host(args) -> int:
             forwarded += [flag, str(value)]
     if args.overwrite:
         forwarded.append("--overwrite")  # the chief's to act on; the workers ignore it
-    if args.train:
-        forwarded.append("--train")  # the chief retrains once the search is over
+    # --train stays here: the launcher would stop a chief still training once every worker is done
     code = cluster.launch(forwarded, workers=args.workers, host=host, port=port, restarts=args.restarts)
     if code:
         raise CLIError(f"the distributed search did not finish (exit status {code}); the same command resumes it")
+    if args.train:
+        from fer import runs, tune
+
+        profile, splits = _load_profile_and_data(args)
+        directory = Path(args.dir) if args.dir else tune.directory_for(profile)
+        best_hp = json.loads((directory / "best_hp.json").read_text())
+        card = runs.run(profile, splits, block="main", hp=best_hp, verbose=2)
+        print(f"retrained main model: {card['metrics']['validation']}")
     return 0
 
 

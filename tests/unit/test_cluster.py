@@ -27,8 +27,9 @@ def test_the_chief_binds_loopback_by_default_and_sets_keras_tuner_s_variables(mo
     r = cluster.role("chief")
     assert (r.host, r.port, r.tuner_id) == ("127.0.0.1", cluster.DEFAULT_PORT, "chief")
     assert cluster.security_note(r) is None
-    for k in cluster.ENV:
-        monkeypatch.delenv(k, raising=False)
+    for k in cluster.ENV:  # set, then deleted: monkeypatch puts back what was there before (nothing)
+        monkeypatch.setenv(k, "")
+        monkeypatch.delenv(k)
     assert cluster.distributed_role() is None
     cluster.apply(cluster.role("worker", "10.1.2.3:8001", "gpu-box-0"))
     assert {k: __import__("os").environ[k] for k in cluster.ENV} == {
