@@ -1,9 +1,8 @@
 """Devices and numbers: the Keras backend, the GPUs it sees, the mixed-precision policy for
-this hardware, the distribution strategy, and the hardware record a model card keeps."""
+this hardware, and the hardware record a model card keeps (several devices: :mod:`fer.parallel`)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 from pathlib import Path
@@ -57,16 +56,6 @@ def set_precision(policy: str = "auto") -> str:
             policy = "mixed_bfloat16" if cpu_has_bf16() else "float32"
     keras.mixed_precision.set_global_policy(policy)
     return policy
-
-
-def device_scope():
-    """``MirroredStrategy`` over all GPUs when TensorFlow sees several, else a no-op context."""
-    if backend() != "tensorflow":
-        return contextlib.nullcontext()
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    return (tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()).scope()
 
 
 def hardware() -> dict[str, Any]:

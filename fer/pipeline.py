@@ -148,24 +148,42 @@ class HostBatches(keras.utils.PyDataset):
     the (mixed) labels and its probabilities: the teacher and the student see the same crop,
     flip, rotation, erasing and mixture ("consistent teaching", Beyer et al. 2022, *Knowledge
     distillation: a good teacher is patient and consistent*).
+
+    In a data-parallel fit over several processes (:mod:`fer.parallel`) each process makes its
+    ``shard=(index, count)`` of every global batch of ``cfg.batch_size`` faces: all processes
+    draw the same order, take their own slice of each batch, augment and mix it within that
+    slice. Batches must then be full (``drop_remainder``, implied by ``count > 1``; so must they
+    on several devices of one process, which split each batch evenly): the last, partial batch
+    of an epoch is left out, a different few faces each epoch.
     """
 
     def __init__(self, x: np.ndarray, targets: np.ndarray, cfg: TrainConfig, crop: int,
-                 workers: int | None = None, teacher=None):
+                 workers: int | None = None, teacher=None, shard: tuple[int, int] = (0, 1),
+                 drop_remainder: bool = False):
         super().__init__(workers=workers or 1, max_queue_size=16)
         if x.ndim != 3 or x.shape[1:] != (48, 48):
             raise ValueError(f"HostBatches needs (N, 48, 48) faces, not {x.shape}")
+        self.index, self.count = shard
+        if cfg.batch_size % self.count or not 0 <= self.index < self.count:
+            raise ValueError(f"a batch of {cfg.batch_size} does not split into {self.count} equal shares")
         self.x, self.cfg, self.crop, self.teacher = x, cfg, crop, teacher
+        self.drop_remainder = drop_remainder or self.count > 1
+        if self.drop_remainder and len(x) < cfg.batch_size:
+            raise ValueError(f"{len(x)} training faces do not fill one batch of {cfg.batch_size}")
         self.y = targets.astype("float32") if targets.ndim == 2 else np.eye(NUM_CLASSES, dtype="float32")[targets]
         self.set_epoch(0)
 
     def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.cfg.batch_size)
+        n = len(self.x) / self.cfg.batch_size
+        return math.floor(n) if self.drop_remainder else math.ceil(n)
 
     def __getitem__(self, i: int):
         bs = self.cfg.batch_size
         idx = self.order[i * bs : (i + 1) * bs]
-        rng = np.random.default_rng([self.cfg.seed, self.epoch, i])
+        if self.count > 1:  # this process's share of the global batch, and its own random numbers
+            share = bs // self.count
+            idx = idx[self.index * share : (self.index + 1) * share]
+        rng = np.random.default_rng([self.cfg.seed, self.epoch, i, *([self.index] if self.count > 1 else [])])
         images, labels = augment_batch(self.x[idx], self.cfg, self.crop, rng), self.y[idx]
         if self.cfg.mixup > 0:
             w = rng.beta(self.cfg.mixup, self.cfg.mixup, len(idx)).astype("float32")
@@ -185,6 +203,28 @@ class HostBatches(keras.utils.PyDataset):
 
     def on_epoch_end(self) -> None:
         self.set_epoch(self.epoch + 1)
+
+
+def fit_inputs(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray] | None,
+               cfg: TrainConfig, crop: int, pipeline: str, teacher=None, shard: tuple[int, int] = (0, 1),
+               full_batches: bool = False) -> tuple:
+    """What ``model.fit`` needs for ``pipeline`` (``tf.data`` or ``host``): ``(train_data,
+    validation_data, fit_kwargs)``; ``train`` holds faces and class indices or target
+    distributions. ``fit_kwargs`` carries the host pipeline's validation batch size and the
+    callback that tells :class:`HostBatches` each epoch's number (so a resumed run draws what it
+    would have drawn). ``full_batches`` (a data-parallel fit, :mod:`fer.parallel`): every
+    training batch full, and ``shard`` this process's slice of each."""
+    if pipeline == "tf.data":
+        if full_batches:
+            raise ValueError("a data-parallel fit reads its batches from the host pipeline")
+        return (make_dataset(*train, cfg, crop, training=True),
+                make_dataset(*val, cfg, crop, training=False) if val is not None else None, {"callbacks": []})
+    batches = HostBatches(*train, cfg, crop, teacher=teacher, shard=shard, drop_remainder=full_batches)
+    val_data = None if val is None else (center_crop(val[0], crop)[..., None].astype("float32"),
+                                         keras.utils.to_categorical(val[1], NUM_CLASSES))
+    kwargs = {"validation_batch_size": cfg.batch_size,  # of the arrays
+              "callbacks": [keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: batches.set_epoch(epoch))]}
+    return batches, val_data, kwargs
 
 
 def resolve_pipeline(pipeline: str = "auto") -> str:

@@ -36,6 +36,8 @@ def run(
     verbose: int | str = "auto",
     reuse: bool = True,
     float16_weights: bool = False,
+    plan=None,
+    global_batch: int | None = None,
 ) -> dict[str, Any]:
     """Train one profile block end to end and write ``model.keras`` + ``card.json`` to ``run_dir``.
 
@@ -53,11 +55,19 @@ def run(
     Model selection uses ``public_test`` (or ``val``, or a split of train), never a private
     test. Returns the model card (a dict) with ``model`` (the Keras model) and ``run_dir``
     (where it was written) added.
+
+    ``plan`` (:func:`fer.parallel.plan`) trains data-parallel; ``global_batch`` replaces the
+    block's batch size and scales its learning rate alike (:func:`fer.parallel.scaled`). In a
+    run over several processes every process trains, process 0 alone evaluates and writes; the
+    others return ``{"process": i, "run_dir": ...}`` once it has.
     """
-    from fer import audit
+    from fer import audit, parallel
     from fer.models import float32_copy, round_to_float16
 
+    plan = plan or parallel.Plan()
     cfg = config_from_profile(profile, block, hp)
+    if global_batch or plan.distributed:
+        cfg = parallel.scaled(cfg, plan, global_batch)
     name = block
     run_dir = Path(run_dir) if run_dir else run_dir_for(profile, name)
     cleaned = audit.clean(splits)
@@ -70,10 +80,16 @@ def run(
               "delete that folder to train again")
         return card
     if stored == "float32" and float16_weights:  # round the finished run; no need to train again
+        if not plan.chief:  # process 0 rounds, evaluates and writes
+            parallel.barrier(plan, "fer-run-written")
+            return {"process": plan.process, "run_dir": run_dir}
         model = card.pop("model")
         print(f"{name}: rounding the finished run in {run_dir} to float16 weights and evaluating it again")
     else:
-        model, history = fit(train_xy, val_xy, cfg, run_dir=run_dir, verbose=verbose, fingerprint=fingerprint)
+        model, history = fit(train_xy, val_xy, cfg, run_dir=run_dir, verbose=verbose, fingerprint=fingerprint, plan=plan)
+        if not plan.chief:  # process 0 evaluates and writes; wait until it has
+            parallel.barrier(plan, "fer-run-written")
+            return {"process": plan.process, "run_dir": run_dir}
         card = cards.new(
             model, name, cfg.arch, asdict(cfg),
             epochs_run=len(history.get("loss", [])),
@@ -81,7 +97,7 @@ def run(
             precision=history["policy"],
             pipeline=history["pipeline"],
             **({"online_teacher": history["online_teacher"]} if "online_teacher" in history else {}),
-            hardware=hardware(),
+            hardware={**hardware(), **({"data_parallel": history["data_parallel"]} if "data_parallel" in history else {})},
             data=_data_block(profile, splits, cleaned, fingerprint, history["train_images"], len(val_xy[0])),
             history={k: v for k, v in history.items() if isinstance(v, list)},
         )
@@ -94,7 +110,9 @@ def run(
         card["teacher"] = cards.entry(cfg.teacher)
     if cfg.init:
         card["init"] = cards.entry(cfg.init)
-    return _save(run_dir, model, card)
+    saved = _save(run_dir, model, card)
+    parallel.barrier(plan, "fer-run-written")
+    return saved
 
 
 def _save(run_dir: Path, model, card: dict[str, Any]) -> dict[str, Any]:

@@ -19,12 +19,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from fer import cards
+from fer import cards, parallel
 from fer.config import NUM_CLASSES, TrainConfig
-from fer.devices import backend, device_scope, set_precision
+from fer.devices import backend, set_precision
 from fer.distill import resolve_online_teacher, soft_targets, teach_in_step, teacher_backend
-from fer.pipeline import HostBatches, make_dataset, resolve_pipeline
-from fer.preprocess import center_crop
+from fer.pipeline import fit_inputs, resolve_pipeline
 
 
 def class_weights(y: np.ndarray, mode: str) -> dict[int, float] | None:
@@ -107,6 +106,7 @@ def fit(
     callbacks: list | None = None,
     verbose: int | str = "auto",
     fingerprint: str | None = None,
+    plan: parallel.Plan | None = None,
 ):
     """Train ``cfg.arch`` on ``train``; validate on ``val``. Returns ``(model, history_dict)``.
 
@@ -116,6 +116,10 @@ def fit(
     returned history and ``wall_s`` cover the whole run. Anything else already in ``run_dir``
     (a finished run, or one with other settings or data) is moved aside to
     ``<run_dir>-<date>``, never resumed into or overwritten. ``fingerprint`` identifies the data.
+
+    ``plan`` (:func:`fer.parallel.plan`) trains data-parallel on several devices or processes:
+    ``cfg.batch_size`` is the global batch; process 0 alone writes ``run_dir``; the returned
+    model is a copy of the trained one on this process alone.
     """
     from fer import models
     from fer.predict import load_classifier
@@ -137,25 +141,27 @@ def fit(
 
         tf.config.experimental.enable_op_determinism()
     policy = set_precision(cfg.precision)
-    with device_scope():
-        model = models.build(cfg.arch, cfg.hp)
+    plan = plan or parallel.Plan()
+    # a data-parallel fit has only full batches (each split evenly between the devices)
+    steps = (len(x) // cfg.batch_size) if plan.distributed else math.ceil(len(x) / cfg.batch_size)
+
+    def build():
+        return compile_model(models.build(cfg.arch, cfg.hp), cfg, steps)
+
+    with plan.scope():  # under a distribution every variable is replicated on every device
+        model = build()
         if cfg.init:
             load_weights_from(model, cfg.init)
-        crop = int(model.input_shape[1])
-        steps = math.ceil(len(x) / cfg.batch_size)
-        compile_model(model, cfg, steps)
         if placement == "step":
             teach_in_step(model, load_classifier(cfg.teacher, backend="keras").model, cfg)
-    cbs: list = []
-    if pipeline == "tf.data":
-        train_ds = make_dataset(x, targets, cfg, crop, training=True)
-        val_ds = make_dataset(*val, cfg, crop, training=False) if val is not None else None
-    else:
-        teacher = load_classifier(cfg.teacher, backend=teacher_backend()) if placement == "host" else None
-        train_ds = HostBatches(x, targets, cfg, crop, teacher=teacher)
-        val_ds = (center_crop(val[0], crop)[..., None].astype("float32"),
-                  keras.utils.to_categorical(val[1], NUM_CLASSES)) if val is not None else None
-        cbs.append(keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: train_ds.set_epoch(epoch)))
+    crop = int(model.input_shape[1])
+    teacher = load_classifier(cfg.teacher, backend=teacher_backend()) if placement == "host" else None
+    train_ds, val_ds, extra = fit_inputs((x, targets), val, cfg, crop, pipeline, teacher=teacher,
+                                         shard=plan.shard, full_batches=plan.distributed)
+    cbs: list = extra.pop("callbacks", [])
+    if plan.distributed and val_ds is not None:  # process 0 validates, every process learns the result
+        cbs.append(parallel.ChiefValidation(val_ds, extra.pop("validation_batch_size"), build, plan))
+        val_ds = None
     monitor = "val_accuracy" if val is not None else "accuracy"
     if cfg.schedule == "plateau":
         cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5, patience=3, min_lr=1e-5))
@@ -164,37 +170,46 @@ def fit(
     earlier: dict[str, list] = {}
     if run_dir is not None:
         run_dir = Path(run_dir)
-        files = input_files(cfg)  # a teacher or starting point is named by path: its contents count too
-        settings = json.loads(json.dumps({**asdict(cfg), "policy": policy, "data": fingerprint,
-                                          **({"files": files} if files else {})}, default=list))
-        moved = set_aside(run_dir, settings)
-        if moved:
-            print(f"{run_dir} held another run (finished, or other settings or data); moved it to {moved}")
-        earlier = read_log(run_dir / "log.csv")  # epochs finished before an interruption
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(settings, indent=2))
-        cbs += [
-            EpochTimer(offset=sum(earlier.get("epoch_s", []))),  # before CSVLogger: adds epoch_s/elapsed_s
-            # double_checkpoint: the epoch before stays beside the latest backup, so a kill in
-            # the middle of writing it (a truncated file, seen on a GPU) resumes from there
-            keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
+        if plan.chief:
+            files = input_files(cfg)  # a teacher or starting point is named by path: its contents count too
+            settings = json.loads(json.dumps({**asdict(cfg), "policy": policy, "data": fingerprint,
+                                              **({"files": files} if files else {})}, default=list))
+            moved = set_aside(run_dir, settings)
+            if moved:
+                print(f"{run_dir} held another run (finished, or other settings or data); moved it to {moved}")
+            earlier = read_log(run_dir / "log.csv")  # epochs finished before an interruption
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.json").write_text(json.dumps(settings, indent=2))
+        parallel.barrier(plan, "fer-run-folder-ready")  # the others restore from what process 0 kept
+        # double_checkpoint: the epoch before stays beside the latest backup, so a kill in
+        # the middle of writing it (a truncated file, seen on a GPU) resumes from there
+        backup = (parallel.SharedBackup(str(run_dir / "backup"), plan, double_checkpoint=True) if plan.processes > 1
+                  else keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True))
+        writers = [
             keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
             keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor=monitor, mode="max", save_best_only=True),
+            *([keras.callbacks.TensorBoard(str(run_dir / "tb"))] if cfg.tensorboard else []),
         ]
-        if cfg.tensorboard:
-            cbs.append(keras.callbacks.TensorBoard(str(run_dir / "tb")))
+        cbs += [
+            EpochTimer(offset=sum(earlier.get("epoch_s", []))),  # before CSVLogger: adds epoch_s/elapsed_s
+            backup,
+            *([parallel.ChiefOnly(cb, plan) for cb in writers] if plan.distributed else writers),
+        ]
     cbs += list(callbacks or [])  # after BackupAndRestore, so an epoch is saved before they run
     start = time.time()
-    hist = model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=cfg.epochs,
-        validation_batch_size=None if pipeline == "tf.data" else cfg.batch_size,  # of the arrays
-        class_weight=class_weights(y, cfg.class_weight),
-        shuffle=False,  # the pipeline shuffles already
-        callbacks=cbs,
-        verbose=verbose,
-    )
+    with plan.scope():
+        hist = model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=cfg.epochs,
+            class_weight=class_weights(y, cfg.class_weight),
+            shuffle=False,  # the pipeline shuffles already
+            callbacks=cbs,
+            verbose=verbose if plan.chief else 0,
+            **extra,
+        )
+    if plan.distributed:
+        model = parallel.local_copy(model, build)
     history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
     history["wall_s"] = time.time() - start + sum(earlier.get("epoch_s", []))
     if earlier:  # a resumed run: the whole run's curves, from the log
@@ -204,6 +219,8 @@ def fit(
     if online:
         history["online_teacher"] = placement
     history["train_images"] = int(len(x))
+    if plan.distributed:
+        history["data_parallel"] = plan.record()
     return model, history
 
 

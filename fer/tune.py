@@ -31,8 +31,7 @@ import numpy as np
 from fer import cluster
 from fer.config import RUNS_DIR, TrainConfig, config_from_profile
 from fer.devices import set_precision
-from fer.pipeline import HostBatches, make_dataset, resolve_pipeline
-from fer.preprocess import center_crop
+from fer.pipeline import fit_inputs, resolve_pipeline
 from fer.runs import data_fingerprint
 from fer.train import compile_model
 
@@ -144,20 +143,9 @@ class FerHyperModel(kt.HyperModel):
         crop = int(model.input_shape[1])
         kwargs.pop("validation_data", None)
         kwargs["shuffle"] = False  # the pipeline shuffles already
-        if resolve_pipeline(cfg.pipeline) == "tf.data":
-            train_ds = make_dataset(*self.train, cfg, crop, training=True)
-            val_ds = make_dataset(*self.val, cfg, crop, training=False)
-        else:
-            import keras
-
-            from fer.config import NUM_CLASSES
-
-            train_ds = HostBatches(*self.train, cfg, crop)
-            val_ds = (center_crop(self.val[0], crop)[..., None].astype("float32"),
-                      keras.utils.to_categorical(self.val[1], NUM_CLASSES))
-            kwargs["validation_batch_size"] = cfg.batch_size
-            kwargs["callbacks"] = [*kwargs.get("callbacks", []), keras.callbacks.LambdaCallback(
-                on_epoch_begin=lambda epoch, logs=None: train_ds.set_epoch(epoch))]
+        train_ds, val_ds, extra = fit_inputs(self.train, self.val, cfg, crop, resolve_pipeline(cfg.pipeline))
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), *extra.pop("callbacks")]
+        kwargs.update(extra)
         return model.fit(train_ds, validation_data=val_ds, **kwargs)
 
 

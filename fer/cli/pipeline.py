@@ -86,18 +86,44 @@ def add_train(sub) -> None:
                         "size (the full profile's 5 M parameters are 19.8 MB in float32), and the card's numbers "
                         "are exactly the shipped file's")
     p.add_argument("--weights-dir", help="with --ship: where to write <name>.keras and its card (default: fer/weights/)")
+    g = p.add_argument_group("data-parallel training (Keras' keras.distribution, JAX backend; docs/scaling.md)")
+    g.add_argument("--devices", metavar="all|N",
+                   help="split each batch between this many local devices (GPUs; 'all': every one) "
+                        "(default: 1; with several processes: all)")
+    g.add_argument("--global-batch", type=int, metavar="B",
+                   help="the batch of one optimiser step over all devices (default: the profile's batch_size); "
+                        "the learning rate is scaled by B / batch_size")
+    g.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="several processes (one per machine): process 0's address, the same on every one "
+                        "(default: $KERAS_DISTRIBUTION_JOB_ADDRESSES)")
+    g.add_argument("--num-processes", type=int, metavar="N",
+                   help="how many processes train together (default: $KERAS_DISTRIBUTION_NUM_PROCESSES, else 1)")
+    g.add_argument("--process-id", type=int, metavar="I",
+                   help="this process's number, 0 to N-1; 0 writes the run (default: $KERAS_DISTRIBUTION_PROCESS_ID)")
     p.set_defaults(handler=cmd_train)
 
 
 def cmd_train(args) -> int:
-    from fer import runs
+    from fer import parallel, runs
 
+    try:  # first: several processes must join before anything uses JAX
+        plan = parallel.plan(args.devices, args.coordinator, args.num_processes, args.process_id)
+    except parallel.ParallelError as err:
+        raise CLIError(str(err)) from err
+    if plan.distributed:
+        print(f"data-parallel training on {plan.describe()}; this is process {plan.process}")
     profile, splits = _load_profile_and_data(args)
     hp = json.loads(open(args.hp).read()) if args.hp else {}
     if args.epochs is not None:  # the profile's flat epochs only sets the main block's; this is explicit
         hp["epochs"] = args.epochs
-    card = runs.run(profile, splits, block=args.model, hp=hp, run_dir=args.run_dir, verbose=2,
-                    float16_weights=args.float16_weights)
+    try:
+        card = runs.run(profile, splits, block=args.model, hp=hp, run_dir=args.run_dir, verbose=2,
+                        float16_weights=args.float16_weights, plan=plan, global_batch=args.global_batch)
+    except parallel.ParallelError as err:
+        raise CLIError(str(err)) from err
+    if "metrics" not in card:  # another process than 0: that one reports, and ships
+        print(f"process {card['process']}: done; process 0 wrote {card['run_dir']}")
+        return 0
     _report_run(card, args.ship, args.weights_dir)
     return 0
 
