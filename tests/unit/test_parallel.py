@@ -140,3 +140,11 @@ def test_a_plan_describes_itself_for_the_log_and_the_card():
     spread = Plan(devices=("gpu:0", "gpu:1", "gpu:2", "gpu:3"), processes=2, process=1)
     assert spread.describe() == "4 devices (gpu:0, gpu:1, gpu:2, gpu:3) in 2 processes"
     assert spread.record()["processes"] == 2 and not spread.chief and spread.shard == (1, 2)
+
+
+def test_the_train_command_refuses_processes_without_a_coordinator_plainly(capsys):
+    from fer.cli import main
+
+    assert main(["train", "--profile", "smoke", "--num-processes", "2", "--process-id", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: 2 processes need the coordinator's HOST:PORT") and "Traceback" not in err
