@@ -124,7 +124,7 @@ def cmd_train(args) -> int:
     if "metrics" not in card:  # another process than 0: that one reports, and ships
         print(f"process {card['process']}: done; process 0 wrote {card['run_dir']}")
         return 0
-    _report_run(card, args.ship, args.weights_dir)
+    _report_run(card, args.ship and plan.chief, args.weights_dir)  # a reused run: every process has its card
     return 0
 
 
