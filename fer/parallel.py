@@ -99,8 +99,9 @@ class Plan:
 def plan(devices: str | int | None = None, coordinator: str | None = None, num_processes: int | None = None,
          process_id: int | None = None, announce=print) -> Plan:
     """The :class:`Plan` for ``--devices`` (``all``, or how many local devices; default: one,
-    or all with several processes) and, for a run over several processes, the coordinator's ``HOST:PORT``, the number of processes and
-    this one's id (each defaults to Keras' ``KERAS_DISTRIBUTION_*`` variable).
+    or all with several processes) and, for a run over several processes, the coordinator's
+    ``HOST:PORT``, the number of processes and this one's id (each defaults to Keras'
+    ``KERAS_DISTRIBUTION_*`` variable).
 
     Joins the processes (``keras.distribution.initialize``) before anything else uses JAX, so
     call it first. A backend without ``keras.distribution``, or a single device, gives the
