@@ -20,7 +20,7 @@ endif
 ENV_STAMP := $(if $(CONDA_PREFIX),$(CONDA_PREFIX),.venv)/.fer-study-installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help env data smoke reproduce ensemble ensemble-full reports colab test test-fast lint demo clean
+.PHONY: help env data smoke reproduce ensemble-full reports colab test test-fast lint demo clean
 
 help: ## show this list
 	@echo "usage: make <target> [PROFILE=smoke|cpu|full]"
@@ -46,16 +46,6 @@ smoke: $(ENV_STAMP) ## the whole chain on generated data in a few minutes (repor
 reproduce: $(ENV_STAMP) ## train, tune, evaluate and execute every notebook (PROFILE=cpu by default)
 	$(PYTHON) -m fer reproduce --profile $(PROFILE)
 
-# The main model shipped until 2026-11-26: every run of the cpu recipe with its tuned hyperparameters
-# (params/cpu-main-hp.json, from a `make reproduce` search), averaged by `python -m fer ensemble`.
-# Hours on 2 CPU cores (docs/performance.md); finished runs are reused, an interrupted one resumes.
-MAIN_RUNS := runs/cpu/main-s0 runs/cpu/main-s1 runs/cpu/main-e100
-ensemble: $(ENV_STAMP) ## retrain the CPU ensemble (3 cpu-profile runs, averaged; shipped until 2026-11-26) and ship it
-	$(PYTHON) -m fer train --profile cpu --hp params/cpu-main-hp.json --seed 0 --run-dir runs/cpu/main-s0
-	$(PYTHON) -m fer train --profile cpu --hp params/cpu-main-hp.json --seed 1 --run-dir runs/cpu/main-s1
-	$(PYTHON) -m fer train --profile cpu --hp params/cpu-main-hp.json --seed 0 --epochs 100 --run-dir runs/cpu/main-e100
-	$(PYTHON) -m fer ensemble $(MAIN_RUNS) --profile cpu --float16-weights --ship
-
 # The models shipped since 2026-11-26, trained on one GPU (an H200, Keras 3 on JAX): three seeds of
 # the full profile's main block (the 1.6 M ResNet, 200 epochs, mixup 0.2, AdamW 2e-3 / 0.05),
 # averaged and shipped as fer/weights/main.keras; then its lite block (the 92 k net, 120 epochs)
@@ -78,10 +68,10 @@ ensemble-full: runs/full/lite-distill-s1/card.json ## retrain the shipped main a
 reports: $(ENV_STAMP) ## render the already executed notebooks to HTML in reports/
 	$(PYTHON) -m fer reports
 
-# Standard library only (fer/colab.py), so a fresh clone can run it before `make env`.
+# Standard library only (fer/reporting/colab.py), so a fresh clone can run it before `make env`.
 colab: ## point pyproject's URL, the README's Colab links and the notebooks' setup cells at your fork: make colab REPO=owner/name
 	@test -n "$(REPO)" || { echo "usage: make colab REPO=owner/name (your GitHub copy of this project)"; exit 2; }
-	$(BASE_PYTHON) -m fer.colab --repo $(REPO)
+	$(BASE_PYTHON) -m fer.reporting.colab --repo $(REPO)
 
 test: $(ENV_STAMP) ## run the test suite (tests needing ../shared skip when it is absent)
 	$(PYTHON) -m pytest
@@ -89,8 +79,9 @@ test: $(ENV_STAMP) ## run the test suite (tests needing ../shared skip when it i
 test-fast: $(ENV_STAMP) ## the test suite without the tests marked slow (a few minutes on 2 cores)
 	$(PYTHON) -m pytest -m "not slow"
 
-lint: $(ENV_STAMP) ## ruff, and check that notebooks are committed without outputs
+lint: $(ENV_STAMP) ## ruff, the layer contracts (import-linter, docs/architecture.md), notebooks committed without outputs
 	$(PYTHON) -m ruff check .
+	$(dir $(PYTHON))lint-imports --no-cache
 	$(if $(wildcard notebooks/*.ipynb),$(PYTHON) -m nbstripout --verify notebooks/*.ipynb)
 
 demo: $(ENV_STAMP) ## start the web app (offline, bundled weights) on http://127.0.0.1:5000

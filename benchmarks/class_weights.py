@@ -28,7 +28,9 @@ def main() -> None:
     p.add_argument("--data", help="FER2013 zip/folder/CSV (default: located automatically)")
     a = p.parse_args()
 
-    from fer import config, runs, sources
+    from fer import config
+    from fer.data import sources
+    from fer.training import runs
 
     profile = config.load_profile(a.profile)
     profile["data_source"] = a.data or str(sources.locate())

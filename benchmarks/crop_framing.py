@@ -16,7 +16,7 @@ moved down by shift x side) and whether the eyes are levelled (``rotate``); the 
   per face with seed ``--seed`` + 1), so the true framing is a turned square: this is what
   levelling the eyes is for, and what the untilted check cannot see (there, PublicTest's own
   head tilts are the "true" framing, so levelling is penalised by construction).
-  BlazeFace (``fer.faces.detect``) runs once per canvas; each candidate then crops the largest
+  BlazeFace (``fer.inference.faces.detect``) runs once per canvas; each candidate then crops the largest
   face and the classifier labels the crops. Reported: the detection rate; accuracy on the
   detected faces next to the ceiling (the same faces' original 48 x 48 images) and an oracle
   (the canvas cropped exactly where the original sits, turned back when tilted: what the
@@ -32,7 +32,7 @@ moved down by shift x side) and whether the eyes are levelled (``rotate``); the 
 Decision rule (fixed before the measurement was run):
 
 1. Eligible candidates label at least as many of the six photos as expected as the current
-   default (``fer.faces.MARGIN``, ``fer.faces.SHIFT``, ``rotate=True``) does.
+   default (``fer.inference.faces.MARGIN``, ``fer.inference.faces.SHIFT``, ``rotate=True``) does.
 2. The best eligible candidate has the highest FER2013-like accuracy; ties (the same number
    of correct crops) go to fewer video label flips, then to the higher mean IoU.
 3. It replaces the default only if its paired bootstrap 95 % interval of the accuracy gain
@@ -48,7 +48,7 @@ rows are still measured and printed.
 
 The interval is for the one pair (best, default) and does not correct for picking the best
 of 72 correlated candidates, so a winner just clearing zero should be read with that in mind.
-The chosen default is ``fer.faces.MARGIN``/``SHIFT``; the last run is in
+The chosen default is ``fer.inference.faces.MARGIN``/``SHIFT``; the last run is in
 ``docs/evaluation.md`` ("Crop framing").
 """
 
@@ -95,7 +95,7 @@ def render(face48: np.ndarray, fill: str, tilt: float = 0.0) -> tuple[np.ndarray
 
 
 def crop_corners(face, margin: float, shift: float, rotate: bool) -> np.ndarray:
-    """The four corners (image coordinates) of the square ``fer.faces.crop`` cuts out."""
+    """The four corners (image coordinates) of the square ``fer.inference.faces.crop`` cuts out."""
     import cv2
 
     x, y, w, h = face.box
@@ -137,9 +137,10 @@ def paired_bootstrap(correct: np.ndarray, ref: int, n_boot: int, seed: int = 0) 
 def main() -> None:
     import cv2
 
-    from fer import CLASSES, faces, load_classifier
+    from fer import CLASSES, load_classifier
     from fer import data as fer_data
     from fer.config import SHARED_DIR
+    from fer.inference import faces
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model file (default: the bundled one)")

@@ -1,4 +1,4 @@
-"""Training speed on one device against data-parallel training (``fer.parallel``) under JAX:
+"""Training speed on one device against data-parallel training (``fer.training.parallel``) under JAX:
 ``python -m fer train`` on one device, split between N devices of one process (``--devices N``),
 and by N processes joined on 127.0.0.1; the three alternate, round by round, median over rounds.
 
@@ -37,7 +37,7 @@ def gpus() -> int:
 
 
 def run_mode(mode: str, n: int, args, run_dir: Path) -> tuple[float, list[float]]:
-    from fer.cluster import free_port
+    from fer.training.cluster import free_port
 
     base = [sys.executable, "-m", "fer", "train", "--profile", args.profile, "--model", args.model, "--data", args.data,
             "--epochs", str(args.epochs), "--global-batch", str(args.batch), "--run-dir", str(run_dir)]

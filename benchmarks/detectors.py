@@ -5,9 +5,9 @@
 Counts, for each candidate, the photos in ``shared/media/*.jpg`` where at least one face is
 found (each holds exactly one) and the ``woman2.mp4`` frames with a face, and times
 detection per frame (p50 over the video frames). The BlazeFace variants run here through
-``fer.faces``; OpenCV's Haar cascade runs in the side venv ``.bench-venv`` (OpenCV 4.x, made
-by ``fer.bench.side_venv``), since OpenCV 5 no longer has it. The results are the table in
-``fer/faces.py``'s docstring.
+``fer.inference.faces``; OpenCV's Haar cascade runs in the side venv ``.bench-venv`` (OpenCV 4.x, made
+by ``fer.evaluation.speed.side_venv``), since OpenCV 5 no longer has it. The results are the table in
+``fer/inference/faces.py``'s docstring.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ print(json.dumps({"opencv": cv2.__version__, "photos": photos, "video": hits, "m
 def run_blazeface(model: str, media: Path, frames: list[np.ndarray]) -> dict:
     import cv2
 
-    from fer import faces
+    from fer.inference import faces
 
     det = faces.BlazeFace(model)
     photos = {p.name: len(det.detect(cv2.imread(str(p)))) for p in sorted(media.glob("*.jpg"))}
@@ -60,7 +60,7 @@ def run_blazeface(model: str, media: Path, frames: list[np.ndarray]) -> dict:
 
 
 def run_haar(media: Path, limit: int) -> dict:
-    from fer import bench
+    from fer.evaluation import speed as bench
 
     python = bench.side_venv()
     out = subprocess.run([str(python), "-c", HAAR_SCRIPT, str(media), str(limit)], capture_output=True,

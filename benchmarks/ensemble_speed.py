@@ -2,7 +2,7 @@
 
 The member is taken out of the shipped file (``member_0``), so both run the same weights
 through the same code path (LiteRT via a TFLite copy, as the app and CLI use them, or Keras).
-Rounds alternate ensemble and member and each reports the median of ``fer.evaluate.latency``
+Rounds alternate ensemble and member and each reports the median of ``fer.evaluation.metrics.latency``
 (per-call medians), so a machine that gets busier half-way hurts both alike; the ratio is
 computed per round. ``--other model.keras`` times another model in the member's place (e.g. one
 larger network trained in place of the ensemble). Usage: python benchmarks/ensemble_speed.py
@@ -24,9 +24,10 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import numpy as np
 
-    from fer import evaluate, runtimes
     from fer.devices import hardware
-    from fer.predict import Classifier, load_classifier
+    from fer.evaluation import metrics as evaluate
+    from fer.inference import runtimes
+    from fer.inference.predict import Classifier, load_classifier
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="an ensemble .keras file (default: the bundled main model)")

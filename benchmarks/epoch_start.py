@@ -21,8 +21,8 @@ def run(autotune: bool, images: int, epochs: int) -> tuple[list[float], float]:
     import numpy as np
     import tensorflow as tf
 
-    from fer import train
     from fer.config import TrainConfig
+    from fer.training import fit as train
 
     class StartGap(keras.callbacks.Callback):
         def __init__(self):

@@ -6,7 +6,7 @@ Builds a labelled set in a temporary folder from ``shared/media``: the six photo
 600x400 JPEGs, one face each) copied 20 times, and every other frame of ``woman2.mp4`` (596x336)
 as a JPEG, one class folder each (the labels do not matter for speed); ``--side 4000`` enlarges
 every image to that longer side first (JPEG quality 90), as a phone camera's photos are. Then it runs
-``fer.assess.run`` on the whole set with 1 thread and with one per core, alternating, and prints
+``fer.evaluation.evaluate.run`` on the whole set with 1 thread and with one per core, alternating, and prints
 the median photos/s of each over the rounds (decode, detection, crop and the batched classifier;
 the model is loaded and warmed up first). The two are measured side by side because this
 machine's speed drifts between runs.
@@ -64,7 +64,9 @@ def build_set(root: Path, frames: int, side: int | None = None) -> int:
 
 
 def main() -> None:
-    from fer import assess, labelled, load_classifier
+    from fer import load_classifier
+    from fer.data import labelled
+    from fer.evaluation import evaluate as assess
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)

@@ -35,8 +35,8 @@ def epoch_seconds(batches) -> float:
 def main() -> int:
     import numpy as np
 
-    from fer import pipeline
     from fer.config import config_from_profile, load_profile
+    from fer.training import inputs as pipeline
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=100)

@@ -8,7 +8,7 @@ generated astronaut clip) as its camera. For the page, every ``POST /api/predict
 counted at the network level, so the figure is the same for any version of the page:
 ``--page-tree DIR`` serves the page from another checkout (``git worktree add /tmp/old HEAD~N``)
 to measure a version before a change side by side. For the widget, a scratch notebook shows
-``fer.webcam.Webcam`` once with binary buffers and once with the base64 fallback, and the
+``fer.apps.webcam.Webcam`` once with binary buffers and once with the base64 fallback, and the
 widget's own figures are read after a warm-up. Predictions/s are answers per second of the
 measured window; round trips are p50/p95 in ms, from grabbing the frame to drawing its answer.
 """
@@ -58,7 +58,7 @@ def page_rate(tree: Path, y4m: Path, seconds: float, work: Path) -> dict:
 
 NOTEBOOK = {
     "cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "id": "0",
-               "source": ["from IPython.display import display\n", "from fer import webcam\n",
+               "source": ["from IPython.display import display\n", "from fer.apps import webcam\n",
                           "display(webcam.Webcam(transport='buffers'), webcam.Webcam(transport='base64'))\n"]}],
     "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
     "nbformat": 4, "nbformat_minor": 5,

@@ -5,7 +5,7 @@
 
 ``TrainConfig.online_teacher``: ``host`` labels each finished batch in the host pipeline
 (``HostBatches`` calls ``Classifier.forward``, then the batch goes to the device), ``step`` runs
-the teacher inside the student's compiled train step (``fer.distill.teach_in_step``). Both train
+the teacher inside the student's compiled train step (``fer.training.distill.teach_in_step``). Both train
 the same student on ``--steps`` batches of random 0-255 faces per epoch, with the same host
 augmentation: ``lite``, the 92 k lite (widths 44-88-176, the shipped lite's) with MixUp 0.2, or
 ``member``, the 1.6 M ResNet of the ensemble's members (the ``cpu`` profile's net, no MixUp as
@@ -39,7 +39,8 @@ def main() -> int:
     import keras
     import numpy as np
 
-    from fer import config, train
+    from fer import config
+    from fer.training import fit as train
 
     class Times(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/pipeline.py [--frames 100] [--json out.json]
 
-Runs :func:`fer.bench.run` with ``compare_fer=True`` (first run creates ``.bench-venv``, a
+Runs :func:`fer.evaluation.speed.run` with ``compare_fer=True`` (first run creates ``.bench-venv``, a
 git-ignored side venv with OpenCV 4.x and ``fer==25.10.3``) and checks the issue's targets:
 analyze p50 <= 12 ms and >= 3x faster than ``FER().detect_emotions``, every shared/media
 face found, classifier batch-1 p50 <= 2 ms. Exit status 1 when a target is missed.
@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> int:
-    from fer import bench
+    from fer.evaluation import speed as bench
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=100)

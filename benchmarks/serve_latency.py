@@ -38,7 +38,7 @@ def measure(client, raw: bytes, repeats: int) -> dict:
 
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from fer import serve
+    from fer.apps import serve
     from fer.config import SHARED_DIR
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -4,7 +4,7 @@
    decoding the JPEG, face detection, the crop, classification, the JSON, and the whole request
    through Flask's test client (multipart parsing included, no socket).
 2. **Servers side by side**: for each configuration, ``python -m fer serve`` is started on a free
-   port, warmed with 3 s of load, then ``--clients`` clients (fer.loadtest: keep-alive
+   port, warmed with 3 s of load, then ``--clients`` clients (fer.apps.loadtest: keep-alive
    connections, one thread each) post the same 640x480 one-face JPEG for ``--seconds``;
    requests/s, p50/p95 and errors. Configurations alternate round by round (this machine's speed
    drifts), and the summary is the median over ``--rounds``.
@@ -12,7 +12,7 @@
    else a generated clip): frames per second each, alone and while the uploads' load runs.
 
 With gunicorn installed (``pip install gunicorn``; not a dependency), a ``gunicorn`` row runs
-``fer.serve:create_app()`` under it with one process per core, for the choice of server.
+``fer.apps.serve:create_app()`` under it with one process per core, for the choice of server.
 
 ``--tree DIR`` adds a row for another checkout's ``python -m fer serve`` as it was (``git worktree
 add /tmp/old <commit>``), for before/after figures.
@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fer import loadtest  # noqa: E402
+from fer.apps import loadtest  # noqa: E402
 from fer.config import SHARED_DIR  # noqa: E402
 
 #: name → extra ``python -m fer serve`` arguments
@@ -52,7 +52,7 @@ CONFIGS = {
 #: The alternative production server, when installed (not a dependency): one process per core,
 #: each with 4 threads running the app in-process; it cannot share one camera between processes.
 GUNICORN = ["-m", "gunicorn", "-w", str(os.cpu_count() or 1), "-k", "gthread", "--threads", "4",
-            "fer.serve:create_app()"]
+            "fer.apps.serve:create_app()"]
 
 
 def face_jpeg() -> bytes:
@@ -86,8 +86,9 @@ def stages(raw: bytes, repeats: int) -> dict[str, float]:
     import io
 
     import fer
-    from fer import faces, predict, serve, uploads
+    from fer.apps import serve, uploads
     from fer.config import IMAGE_SIZE
+    from fer.inference import faces, predict
 
     image = uploads.decode_upload(raw)
     found = faces.detect(image)
@@ -235,7 +236,7 @@ def main() -> None:
 
     source = SHARED_DIR / "media" / "woman2.mp4"
     if not source.is_file():
-        from fer import demo
+        from fer.apps import demo
 
         source = demo.astronaut_clip(seconds=6.0, fps=25.0)
     print(f"\n3. two /video_feed viewers at once ({source.name}; default server)")

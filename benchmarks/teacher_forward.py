@@ -40,7 +40,7 @@ def main() -> int:
     import keras
     import numpy as np
 
-    from fer.predict import load_classifier
+    from fer.inference.predict import load_classifier
 
     clf = load_classifier(args.model, backend="keras")
     model = clf.model

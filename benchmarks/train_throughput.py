@@ -1,6 +1,6 @@
 """Training images/s of each architecture on this machine (float32 vs bfloat16, batch sizes).
 
-Runs the real ``fer.train`` input pipeline (augmentation included) on random 48×48 images and
+Runs the real ``fer.training.fit`` input pipeline (augmentation included) on random 48×48 images and
 times ``steps`` training steps after ``warmup`` steps; repeats ``repeats`` times and prints the
 median. Usage: python benchmarks/train_throughput.py [--arch resnet lite] [--precision float32 mixed_bfloat16]
 """
@@ -18,15 +18,16 @@ def measure(arch, hp, precision, batch, steps, warmup, repeats):
     import keras
     import numpy as np
 
-    from fer import pipeline, train
     from fer.config import TrainConfig
     from fer.devices import set_precision
+    from fer.training import fit as train
+    from fer.training import inputs as pipeline
 
     cfg = TrainConfig(arch=arch, hp=hp, batch_size=batch, precision=precision, epochs=1)
     set_precision(precision)
-    from fer import models
+    from fer.training import networks
 
-    model = models.build(arch, hp)
+    model = networks.build(arch, hp)
     crop = model.input_shape[1]
     train.compile_model(model, cfg, steps_per_epoch=100)
     rng = np.random.default_rng(0)

@@ -1,8 +1,8 @@
 """Wall time to each validation-accuracy milestone of one or more training runs.
 
-Reads ``<run_dir>/log.csv`` (``elapsed_s`` column, written by fer.train.EpochTimer) or, for runs
+Reads ``<run_dir>/log.csv`` (``elapsed_s`` column, written by fer.training.fit.EpochTimer) or, for runs
 logged before that column existed, the per-epoch ``444/444 - 258s`` lines of the run's stdout.
-With ``--plot`` it also draws the runs' learning curves side by side (fer.plots.learning_curves).
+With ``--plot`` it also draws the runs' learning curves side by side (fer.reporting.plots.learning_curves).
 Usage: python benchmarks/training_milestones.py runs/cpu/main [runs/cpu-long/main ...]
        [--stdout runs/cpu-main.log] [--plot reports/figures/cpu-runs.png]
 """
@@ -46,7 +46,7 @@ def main() -> None:
         curves[f"{run_dir.parent.name}/{run_dir.name} ({len(acc)} ep.)"] = {
             k: [float(r[k]) for r in rows] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
     if a.plot:
-        from fer import plots
+        from fer.reporting import plots
 
         a.plot.parent.mkdir(parents=True, exist_ok=True)
         plots.learning_curves(curves).savefig(a.plot, dpi=110)

@@ -1,8 +1,17 @@
 """Facial expression recognition on FER2013.
 
-The package is split by pipeline stage (``fer.sources``/``fer.data`` → ``fer.runs``/``fer.tune``
-→ ``fer/weights`` → ``fer.predict``), one concept per module. Importing ``fer`` is cheap:
-TensorFlow and OpenCV are imported only when a function that needs them is called, and
+The package is split by stage into layers; each imports only the layers below it
+(``pyproject.toml``'s import-linter contract, ``docs/architecture.md``)::
+
+    cli            python -m fer
+    reporting      notebooks' figures, reports, the results table
+    apps|training  what users run  |  what makes the models (never each other)
+    evaluation     metrics, robustness, labelled photo sets, speed
+    inference      detection, runtimes, cards, predict, export, the overlay
+    data           FER2013, its sources and audit, labelled sets
+
+Beneath them all: :mod:`fer.config`, :mod:`fer.devices`, :mod:`fer.quiet`. Importing ``fer`` is
+cheap: TensorFlow and OpenCV are imported only when a function that needs them is called, and
 TensorFlow then starts without its C++ start-up lines (:mod:`fer.quiet`).
 """
 
@@ -17,7 +26,7 @@ __version__ = "0.1.0"
 
 def load_classifier(path=None, **kwargs):
     """Load a classifier with ``predict_proba(faces)``; ``path=None`` loads the bundled model."""
-    from fer.predict import load_classifier as _load
+    from fer.inference.predict import load_classifier as _load
 
     return _load(path, **kwargs)
 
@@ -27,6 +36,6 @@ def analyze(image_bgr, **kwargs):
 
     Returns a list of ``{"box": [x, y, w, h], "label": str, "probs": {class: p}}``.
     """
-    from fer.predict import analyze as _analyze
+    from fer.inference.predict import analyze as _analyze
 
     return _analyze(image_bgr, **kwargs)

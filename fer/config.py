@@ -69,7 +69,7 @@ def load_profile(profile: str | os.PathLike) -> dict:
 
     A profile is a papermill parameter file: flat notebook parameters (``data_source``,
     ``seed``, ``epochs``, ``max_trials``, ...) plus one block per model (``main``, ``lite``,
-    ``baseline``: :func:`config_from_profile`) and a ``tune`` block (``fer.tune``).
+    ``baseline``: :func:`config_from_profile`) and a ``tune`` block (``fer.training.tune``).
     """
     import yaml
 
@@ -90,7 +90,7 @@ def notebook_profile(profile: str | os.PathLike, **parameters) -> dict:
     """A profile with a notebook's parameters applied on top (``None`` keeps the profile's value).
 
     The ``parameters`` cell of every notebook names the same values; this is how a cell turns
-    them into the dict ``fer.runs.run`` and ``fer.tune.search`` read.
+    them into the dict ``fer.training.runs.run`` and ``fer.training.tune.search`` read.
     """
     values = load_profile(profile)
     values.update({k: v for k, v in parameters.items() if v is not None})

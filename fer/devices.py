@@ -1,5 +1,5 @@
 """Devices and numbers: the Keras backend, the GPUs it sees, the mixed-precision policy for
-this hardware, and the hardware record a model card keeps (several devices: :mod:`fer.parallel`)."""
+this hardware, and the hardware record a model card keeps (several devices: :mod:`fer.training.parallel`)."""
 
 from __future__ import annotations
 

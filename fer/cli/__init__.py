@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from fer.data import DataError
-    from fer.predict import ModelFileError
+    from fer.inference.predict import ModelFileError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -41,7 +41,8 @@ def _read_image(path: str):
 
 
 def cmd_predict(args) -> int:
-    from fer import CLASSES, predict
+    from fer import CLASSES
+    from fer.inference import predict
 
     images = [(path, _read_image(path)) for path in args.images]  # bad paths fail before the model loads
     clf = predict.load_classifier(args.model) if args.model else predict.default_classifier()
@@ -83,7 +84,9 @@ def add_annotate(sub) -> None:
 
 
 def cmd_annotate(args) -> int:
-    from fer import annotate, predict
+    from fer.apps import annotate
+    from fer.apps.video import SourceError
+    from fer.inference import predict
 
     if not args.out and not args.show and not args.csv:
         raise CLIError("nothing to produce: pass -o OUT.mp4, --csv FILE or --show.")
@@ -94,7 +97,7 @@ def cmd_annotate(args) -> int:
         s = annotate.annotate(args.source, args.out, csv_path=args.csv, smooth=not args.no_smooth,
                               show=args.show, max_frames=args.max_frames, classifier=clf,
                               detector=args.detector)
-    except annotate.SourceError as err:
+    except SourceError as err:
         raise CLIError(str(err)) from None
     top = ", ".join(f"{k} {v}" for k, v in sorted(s.labels.items(), key=lambda kv: -kv[1]) if v)
     print(f"{s.frames} frames, faces in {s.frames_with_faces} ({s.faces} in all); labels: {top or '-'}")
@@ -120,7 +123,7 @@ def add_export(sub) -> None:
 
 
 def cmd_export(args) -> int:
-    from fer import export, predict
+    from fer.inference import export, predict
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     unknown = [f for f in formats if f not in export.FORMATS]
@@ -160,7 +163,7 @@ def add_bench(sub) -> None:
 
 
 def cmd_bench(args) -> int:
-    from fer import bench
+    from fer.evaluation import speed as bench
 
     if args.url:
         return _load_test(args)
@@ -170,7 +173,7 @@ def cmd_bench(args) -> int:
 
 
 def _load_test(args) -> int:
-    from fer import loadtest
+    from fer.apps import loadtest
 
     if args.clients < 1 or args.seconds <= 0:
         raise CLIError("--clients must be at least 1 and --seconds positive")
@@ -202,12 +205,13 @@ def add_cards(sub) -> None:
 
 
 def cmd_cards(args) -> int:
-    from fer import cards
     from fer.config import MODELS, WEIGHTS_DIR
+    from fer.inference import cards
+    from fer.reporting import results
 
     weights = args.weights_dir or WEIGHTS_DIR
     if args.markdown:
-        print(cards.results_markdown(weights), end="")
+        print(results.results_markdown(weights), end="")
         return 0
     found = {name: card for name in MODELS if (card := cards.bundled(name, weights)) is not None}
     if not found:
@@ -255,8 +259,8 @@ def add_serve(sub) -> None:
 
 
 def cmd_serve(args) -> int:
-    from fer import serve
-    from fer.annotate import SourceError
+    from fer.apps import serve
+    from fer.apps.video import SourceError
 
     if args.debug and not serve.is_loopback(args.host):
         raise CLIError(f"--debug runs Flask's development server, which must not face a network; "

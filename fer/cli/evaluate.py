@@ -40,7 +40,9 @@ def add_evaluate(sub) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from fer import assess, labelled, predict, sources
+    from fer.data import labelled, sources
+    from fer.evaluation import evaluate as assess
+    from fer.inference import predict
 
     if args.limit is not None and args.limit < 1:
         raise CLIError("--limit must be at least 1")
@@ -55,7 +57,7 @@ def cmd_evaluate(args) -> int:
     summary = assess.summarise(ev, seed=args.seed)
     table = None
     if args.robustness and summary["faces_found"]:
-        from fer import robustness
+        from fer.evaluation import robustness
 
         y, _ = assess.scored(ev)
         table = robustness.table(clf, ev.crops, y, tta=args.tta, seed=args.seed)

@@ -24,7 +24,8 @@ def add_data(sub) -> None:
 
 
 def cmd_data(args) -> int:
-    from fer import audit, data, sources
+    from fer import data
+    from fer.data import audit, sources
 
     source = args.source or sources.locate()
     splits = data.load(source, cache=not args.no_cache, skip_bad=args.skip_bad)
@@ -58,7 +59,8 @@ def _profile_args(p, training: bool = True) -> None:
 
 
 def _load_profile_and_data(args):
-    from fer import config, sources
+    from fer import config
+    from fer.data import sources
 
     profile = config.load_profile(args.profile)
     for key in ("data_source", "epochs", "seed"):
@@ -104,7 +106,7 @@ def add_train(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from fer import parallel, runs
+    from fer.training import parallel, runs
 
     try:  # first: several processes must join before anything uses JAX
         plan = parallel.plan(args.devices, args.coordinator, args.num_processes, args.process_id)
@@ -130,7 +132,7 @@ def cmd_train(args) -> int:
 
 def _report_run(card: dict, ship: bool, weights_dir=None) -> None:
     """Print a finished run's card in one line; with ``ship`` copy it into fer/weights/."""
-    from fer import runs
+    from fer.training import runs
 
     m = card["metrics"]["validation"]
     print(f"{card['name']}: {card['params']:,} params, {card['epochs_run']} epochs in "
@@ -161,7 +163,7 @@ def add_ensemble(sub) -> None:
 
 
 def cmd_ensemble(args) -> int:
-    from fer import runs
+    from fer.training import runs
 
     if len(args.members) < 2:
         raise CLIError("an ensemble needs at least two training runs")
@@ -203,7 +205,7 @@ def add_tune(sub) -> None:
 
 
 def cmd_tune(args) -> int:
-    from fer import cluster, runs, tune
+    from fer.training import cluster, runs, tune
 
     if args.distributed == "local":
         return _tune_on_this_host(args)
@@ -234,7 +236,7 @@ def cmd_tune(args) -> int:
 
 def _tune_on_this_host(args) -> int:
     """``--distributed local``: the chief and the workers as child processes of this one."""
-    from fer import cluster
+    from fer.training import cluster
 
     if args.tuner_id:
         raise CLIError("--tuner-id is for one worker; --distributed local names its workers tuner0, tuner1, ...")
@@ -256,7 +258,7 @@ def _tune_on_this_host(args) -> int:
     if code:
         raise CLIError(f"the distributed search did not finish (exit status {code}); the same command resumes it")
     if args.train:
-        from fer import runs, tune
+        from fer.training import runs, tune
 
         profile, splits = _load_profile_and_data(args)
         directory = Path(args.dir) if args.dir else tune.directory_for(profile)
@@ -290,7 +292,7 @@ def add_reproduce(sub) -> None:
 
 
 def cmd_reproduce(args) -> int:
-    from fer import reports
+    from fer.reporting import reports
 
     if args.eval_source and not os.path.exists(args.eval_source):
         raise CLIError(f"--eval-source {args.eval_source}: no such file or folder")
@@ -319,8 +321,8 @@ def add_reports(sub) -> None:
 
 
 def cmd_reports(args) -> int:
-    from fer import reports
     from fer.config import REPORTS_DIR
+    from fer.reporting import reports
 
     if args.index_only:
         print(f"index: {reports.write_index(REPORTS_DIR / 'html', REPORTS_DIR)}")

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fer import demo
+from fer.apps import demo
 
 Y4M_SIZE = (640, 360)
 Y4M_FPS = 15

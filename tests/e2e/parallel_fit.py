@@ -1,7 +1,7 @@
 """One process of a small data-parallel fit, for tests/e2e/test_train_parallel.py (not a test).
 
-Trains a tiny ``lite`` network on generated faces through ``fer.parallel.plan`` and
-``fer.train.fit`` and writes the returned model's weights to ``--out`` (``.npz``). Augmentation,
+Trains a tiny ``lite`` network on generated faces through ``fer.training.parallel.plan`` and
+``fer.training.fit.fit`` and writes the returned model's weights to ``--out`` (``.npz``). Augmentation,
 MixUp and dropout are off, so every way of splitting the same global batches (one device, two
 devices of one process, two processes) computes the same steps, up to rounding.
 ``--stop-after E`` interrupts the run after epoch ``E`` (its backup saved), as a kill would.
@@ -31,13 +31,13 @@ def main(argv=None) -> int:
     p.add_argument("--stop-after", type=int)
     args = p.parse_args(argv)
 
-    from fer import parallel
+    from fer.training import parallel
 
     plan = parallel.plan(args.devices, args.coordinator, args.num_processes, args.process_id)
     import keras
 
     from fer.config import TrainConfig
-    from fer.train import fit
+    from fer.training.fit import fit
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (96, 48, 48), dtype=np.uint8)

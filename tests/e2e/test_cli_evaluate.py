@@ -98,7 +98,7 @@ def test_fer2013_csv_evaluates_its_public_test_as_crops(capsys):
 
 
 def test_robustness_of_the_scored_faces(photo_set, tmp_path, capsys):
-    from fer.robustness import PERTURBATIONS
+    from fer.evaluation.robustness import PERTURBATIONS
 
     assert cli.main(["evaluate", str(photo_set), "--robustness", "--report", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out

@@ -15,8 +15,8 @@ import pytest
 from skimage import data as skimage_data
 
 from fer import cli
-from fer.annotate import ALPHA
 from fer.config import CLASSES, PROJECT_DIR, SHARED_DIR
+from fer.inference.overlay import ALPHA
 
 MEDIA = SHARED_DIR / "media"
 

@@ -1,9 +1,9 @@
-"""The server-side video stream and the real server: ``fer.stream.VideoStream`` on a generated
+"""The server-side video stream and the real server: ``fer.apps.stream.VideoStream`` on a generated
 clip, then ``python -m fer serve`` (waitress, worker processes) on 127.0.0.1 with two MJPEG
 viewers at once, a bounded load of concurrent uploads, and a clean stop.
 
 The clip is scikit-image's astronaut (a real face) drifting over a grey background, written by
-``fer.demo.astronaut_clip``, so these tests need neither ../shared nor a camera.
+``fer.apps.demo.astronaut_clip``, so these tests need neither ../shared nor a camera.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import numpy as np
 import pytest
 
 import fer
-import fer.serve
-from fer import demo, loadtest, stream
-from fer.annotate import SourceError
+import fer.apps.serve
+from fer.apps import demo, loadtest, stream
+from fer.apps.stream import VideoStream
+from fer.apps.video import SourceError
 from fer.config import CLASSES
-from fer.stream import VideoStream
 
 sys.path.insert(0, str(Path(__file__).parent))
 import browser  # noqa: E402
@@ -372,7 +372,7 @@ def test_bench_url_load_tests_a_running_server_and_says_when_there_is_none(serve
 
 @pytest.mark.slow
 def test_a_worker_that_dies_is_replaced_and_its_request_gets_a_503():
-    from fer.workers import Workers, WorkersUnavailable
+    from fer.apps.workers import Workers, WorkersUnavailable
 
     workers = Workers(1)
     try:
@@ -384,7 +384,7 @@ def test_a_worker_that_dies_is_replaced_and_its_request_gets_a_503():
         with pytest.raises(WorkersUnavailable, match="try again"):
             workers.answer(jpeg, 40_000_000)
         assert len(workers.answer(jpeg, 40_000_000)["faces"]) == 1  # a fresh worker answers
-        client = fer.serve.create_app(workers=workers).test_client()
+        client = fer.apps.serve.create_app(workers=workers).test_client()
         os.kill(workers.warm()[0], signal.SIGKILL)
         time.sleep(0.5)
         response = client.post("/api/predict", data=jpeg, content_type="image/jpeg")

@@ -20,7 +20,7 @@ import cv2
 import pytest
 
 import fer
-from fer import demo
+from fer.apps import demo
 
 sys.path.insert(0, str(Path(__file__).parent))
 import browser  # noqa: E402

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer.cluster import free_port
+from fer.training.cluster import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ import psutil
 import pytest
 import yaml
 
-from fer.cluster import free_port
+from fer.training.cluster import free_port
 
 pytestmark = pytest.mark.slow
 

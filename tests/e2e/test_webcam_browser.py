@@ -44,7 +44,7 @@ def root(tmp_path_factory) -> Path:
     shutil.copy(NOTEBOOKS_DIR / NB04, root / NB04)
     (root / "transports.ipynb").write_text(_notebook("""
 from IPython.display import display
-from fer import webcam
+from fer.apps import webcam
 
 class DroppedBuffers(webcam.Webcam):
     \"\"\"What a widget manager that drops binary buffers (Colab's, on some paths) does.\"\"\"
@@ -58,7 +58,7 @@ display(auto, forced, strict)
     (root / "slow.ipynb").write_text(_notebook("""
 import time
 import fer
-from fer import webcam
+from fer.apps import webcam
 
 stall = {"seconds": 0.0}  # the test sets it: the kernel then takes that long to answer a frame
 
@@ -70,7 +70,7 @@ def analyze(image):
 cam = webcam.Webcam(analyze=analyze)
 cam
 """))
-    (root / "one.ipynb").write_text(_notebook("from fer import webcam\ncam = webcam.Webcam()\ncam"))
+    (root / "one.ipynb").write_text(_notebook("from fer.apps import webcam\ncam = webcam.Webcam()\ncam"))
     return root
 
 
@@ -230,7 +230,7 @@ def test_an_ipywidgets_7_kernel_runs_the_widget_both_ways(root, page, monkeypatc
     # ahead of the project's ipywidgets 8), the page JupyterLab 4's widget manager.
     monkeypatch.setenv("PYTHONPATH", browser.ipywidgets7_path())
     (root / "ipywidgets7.ipynb").write_text(_notebook(
-        "import ipywidgets\nfrom IPython.display import display\nfrom fer import webcam\n"
+        "import ipywidgets\nfrom IPython.display import display\nfrom fer.apps import webcam\n"
         "a, b = webcam.Webcam(), webcam.Webcam(transport='base64')\ndisplay(a, b)"))
     with browser.jupyter("lab", root, root / "lab-ipywidgets7.log") as url:
         kernel = browser.run_all(page, url, "lab", "ipywidgets7.ipynb")

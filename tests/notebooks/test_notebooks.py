@@ -19,8 +19,8 @@ import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 from packaging.requirements import Requirement
 
-from fer import colab, reports
 from fer.config import NOTEBOOK_PARAMETERS, NOTEBOOKS_DIR, PROJECT_DIR
+from fer.reporting import colab, reports
 
 NOTEBOOKS = reports.notebooks()
 EXPECTED = ["01_explore", "02_train_tune", "03_evaluate", "04_webcam_demo"]
@@ -136,7 +136,7 @@ def test_no_function_or_class_definitions_in_notebooks():
 def test_ends_with_what_we_found_from_the_run(path):
     *_, heading, last = cells(path)
     assert heading["cell_type"] == "markdown" and source(heading).startswith("## What we found"), source(heading)
-    # the numbers come from the run: a fer.findings call on this run's values is the last cell
+    # the numbers come from the run: a fer.reporting.findings call on this run's values is the last cell
     calls = [n for n in ast.walk(python(source(last))) if isinstance(n, ast.Call)]
     assert last["cell_type"] == "code" and calls and ast.unparse(calls[0].func).startswith("findings."), source(last)
 
@@ -216,9 +216,9 @@ def test_profiles_give_notebooks_only_scalar_parameters():
 
 
 def test_full_profile_models_within_budget():
-    from fer import models
     from fer.config import load_profile
+    from fer.training import networks
 
     full = load_profile("full")
-    assert models.build("resnet", full["main"]["hp"]).count_params() <= 5_000_000
-    assert models.build("lite", full["lite"]["hp"]).count_params() < 100_000
+    assert networks.build("resnet", full["main"]["hp"]).count_params() <= 5_000_000
+    assert networks.build("lite", full["lite"]["hp"]).count_params() < 100_000

@@ -16,8 +16,9 @@ import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
-from fer import quiet, reports
+from fer import quiet
 from fer.config import NOTEBOOKS_DIR, PROJECT_DIR
+from fer.reporting import reports
 
 #: As TensorFlow 2.21 (absl) and 2.20 (its own format) print them on a machine without a GPU.
 START_UP = """\
@@ -92,7 +93,7 @@ def test_import_tensorflow_after_fer_is_quiet_in_a_terminal():
 
 def test_blazeface_starts_without_litert_notes():
     # a new process: LiteRT prints its note once per process, at the first interpreter
-    code = "from fer import faces; faces.BlazeFace('front'); faces.BlazeFace('back')"
+    code = "from fer.inference import faces; faces.BlazeFace('front'); faces.BlazeFace('back')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_DIR, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "XNNPACK" not in out.stderr, out.stderr

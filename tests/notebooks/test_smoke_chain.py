@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from fer import reports
+from fer.reporting import reports
 
 pytestmark = pytest.mark.slow
 

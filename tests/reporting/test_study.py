@@ -1,0 +1,60 @@
+"""fer.reporting.study: which model notebook 03 evaluates, notebook 02's table of models, and the
+metrics file each notebook writes its section of."""
+
+import json
+
+import numpy as np
+import pytest
+
+from fer.reporting import study
+
+
+def test_write_metrics_merges_sections(tmp_path, monkeypatch):
+    monkeypatch.setattr(study, "REPORTS_DIR", tmp_path)
+    study.write_metrics("p", "explore", {"images": np.int64(5)})
+    path = study.write_metrics("p", "evaluate", {"accuracy": np.float32(0.5), "ci": np.array([0.4, 0.6])})
+    saved = json.loads(path.read_text())
+    assert saved == {"explore": {"images": 5}, "evaluate": {"accuracy": 0.5, "ci": [pytest.approx(0.4), pytest.approx(0.6)]}}
+    study.write_metrics("p", "explore", {"images": 6})
+    again = json.loads(path.read_text())
+    assert again["explore"] == {"images": 6} and again["evaluate"] == saved["evaluate"]
+
+
+def test_resolve_model_path_prefers_explicit_then_trained_then_bundled(tmp_path, monkeypatch):
+    monkeypatch.setattr(study, "RUNS_DIR", tmp_path)
+    explicit = tmp_path / "mine.keras"
+    explicit.write_bytes(b"x")
+    assert study.resolve_model_path("smoke", explicit)[0] == explicit
+    with pytest.raises(FileNotFoundError, match="model_path"):
+        study.resolve_model_path("smoke", tmp_path / "missing.keras")
+    trained = tmp_path / "smoke" / "main" / "model.keras"
+    trained.parent.mkdir(parents=True)
+    trained.write_bytes(b"x")
+    path, why = study.resolve_model_path("smoke")
+    assert path == trained and "02_train_tune" in why
+    path, why = study.resolve_model_path("other")
+    assert path.parent.name == "weights" and "bundled" in why
+
+
+def test_relative_model_path_also_resolves_from_the_project_root(tmp_path, monkeypatch):
+    # Notebooks run in notebooks/, where "fer/weights/x.keras" would not exist as written.
+    monkeypatch.chdir(tmp_path)
+    path, _ = study.resolve_model_path("smoke", "pyproject.toml")
+    assert path == study.PROJECT_DIR / "pyproject.toml"
+
+
+def test_training_table_lists_an_ensembles_members_under_it():
+    member = {"arch": "resnet", "params": 10, "epochs_run": 45, "train_wall_s": 600.0, "run": "runs/cpu/main-s1",
+              "config": {"seed": 1}, "validation": {"accuracy_single": 0.6, "accuracy_tencrop": 0.62}}
+    cards = {
+        "main": {"arch": "ensemble", "params": 20, "epochs_run": 90, "train_wall_s": 1200.0,
+                 "data": {"validation": "public_test"}, "members": [member, {**member, "config": {"seed": 2}}],
+                 "metrics": {"validation": {"accuracy_single": 0.63, "accuracy_tencrop": 0.65}}},
+        "lite": {"arch": "lite", "params": 5, "epochs_run": 10, "train_wall_s": 60.0,
+                 "data": {"validation": "public_test"}, "metrics": {"validation": {"accuracy_single": 0.5}}},
+    }
+    table = study.training_table(cards)
+    assert list(table.index) == ["main", "main · seed 1, 45 ep", "main · seed 2, 45 ep", "lite"]
+    assert table.loc["main", "val_acc_tencrop"] == 0.65 and table.loc["main · seed 2, 45 ep", "wall_min"] == 10.0
+    assert table.loc["main · seed 1, 45 ep", "source"] == "runs/cpu/main-s1"
+    assert table.loc["main · seed 1, 45 ep", "validation"] == "public_test"
