@@ -60,9 +60,9 @@ def run_blazeface(model: str, media: Path, frames: list[np.ndarray]) -> dict:
 
 
 def run_haar(media: Path, limit: int) -> dict:
-    from fer.evaluation import speed as bench
+    from fer.evaluation import speed
 
-    python = bench.side_venv()
+    python = speed.side_venv()
     out = subprocess.run([str(python), "-c", HAAR_SCRIPT, str(media), str(limit)], capture_output=True,
                          text=True, check=True, cwd="/")
     return json.loads(out.stdout.strip().splitlines()[-1])

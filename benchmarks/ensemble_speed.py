@@ -2,7 +2,7 @@
 
 The member is taken out of the shipped file (``member_0``), so both run the same weights
 through the same code path (LiteRT via a TFLite copy, as the app and CLI use them, or Keras).
-Rounds alternate ensemble and member and each reports the median of ``fer.evaluation.metrics.latency``
+Rounds alternate ensemble and member and each reports the median of ``fer.evaluation.speed.latency``
 (per-call medians), so a machine that gets busier half-way hurts both alike; the ratio is
 computed per round. ``--other model.keras`` times another model in the member's place (e.g. one
 larger network trained in place of the ensemble). Usage: python benchmarks/ensemble_speed.py
@@ -25,7 +25,7 @@ def main() -> None:
     import numpy as np
 
     from fer.devices import hardware
-    from fer.evaluation import metrics as evaluate
+    from fer.evaluation import speed
     from fer.inference import runtimes
     from fer.inference.predict import Classifier, load_classifier
 
@@ -49,7 +49,7 @@ def main() -> None:
     rows: dict[tuple[str, int], list[float]] = {}
     for _ in range(args.rounds):
         for name, clf in ((f"ensemble of {len(members)}", full), (other, single)):
-            table = evaluate.latency(clf, faces, batch_sizes=(1, 256))
+            table = speed.latency(clf, faces, batch_sizes=(1, 256))
             for bs in (1, 256):
                 rows.setdefault((name, bs), []).append(float(table.loc[bs, "ms_per_image"]))
     hw = hardware()

@@ -66,7 +66,7 @@ def build_set(root: Path, frames: int, side: int | None = None) -> int:
 def main() -> None:
     from fer import load_classifier
     from fer.data import labelled
-    from fer.evaluation import evaluate as assess
+    from fer.evaluation import evaluate
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -78,12 +78,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         n = build_set(Path(tmp) / "set", args.frames, args.side)
         lset = labelled.open_set(Path(tmp) / "set")
-        assess.run(lset.sample(20), clf, progress=False)  # warm-up: detectors and the classifier
+        evaluate.run(lset.sample(20), clf, progress=False)  # warm-up: detectors and the classifier
         cores = os.cpu_count() or 1
         rates: dict[int, list[float]] = {1: [], cores: []}
         for r in range(args.rounds):
             for jobs in rates:
-                ev = assess.run(lset, clf, jobs=jobs, progress=False)
+                ev = evaluate.run(lset, clf, jobs=jobs, progress=False)
                 rates[jobs].append(n / ev.seconds)
                 print(f"round {r + 1}: {jobs} thread(s) {n / ev.seconds:6.1f} photos/s "
                       f"({int((ev.table['status'] == 'ok').sum())}/{n} with a face)")

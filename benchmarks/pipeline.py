@@ -19,14 +19,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> int:
-    from fer.evaluation import speed as bench
+    from fer.evaluation import speed
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
-    r = bench.run(frames=args.frames, compare_fer=True)
-    print(bench.report(r))
+    r = speed.run(frames=args.frames, compare_fer=True)
+    print(speed.report(r))
     media = r.get("media_recall") or {}
     targets = {
         "analyze p50 <= 12 ms": r["analyze_ms"]["p50"] <= 12,

@@ -163,12 +163,12 @@ def add_bench(sub) -> None:
 
 
 def cmd_bench(args) -> int:
-    from fer.evaluation import speed as bench
+    from fer.evaluation import speed
 
     if args.url:
         return _load_test(args)
-    results = bench.run(frames=args.frames, model=args.model, compare_fer=args.compare_fer)
-    print(json.dumps(results, indent=2) if args.json else bench.report(results))
+    results = speed.run(frames=args.frames, model=args.model, compare_fer=args.compare_fer)
+    print(json.dumps(results, indent=2) if args.json else speed.report(results))
     return 0
 
 

@@ -41,7 +41,7 @@ def add_evaluate(sub) -> None:
 
 def cmd_evaluate(args) -> int:
     from fer.data import labelled, sources
-    from fer.evaluation import evaluate as assess
+    from fer.evaluation import evaluate
     from fer.inference import predict
 
     if args.limit is not None and args.limit < 1:
@@ -52,26 +52,28 @@ def cmd_evaluate(args) -> int:
     mode = args.mode or ("crops" if lset.crops else "pipeline")
     lset = lset.sample(args.limit, args.seed)
     clf = predict.load_classifier(args.model) if args.model else predict.default_classifier()
-    ev = assess.run(lset, clf, mode=mode, tta=args.tta, detector=args.detector, jobs=args.jobs,
+    ev = evaluate.run(lset, clf, mode=mode, tta=args.tta, detector=args.detector, jobs=args.jobs,
                     keep_crops=args.robustness)
-    summary = assess.summarise(ev, seed=args.seed)
+    summary = evaluate.summarise(ev, seed=args.seed)
     table = None
     if args.robustness and summary["faces_found"]:
         from fer.evaluation import robustness
 
-        y, _ = assess.scored(ev)
+        y, _ = evaluate.scored(ev)
         table = robustness.table(clf, ev.crops, y, tta=args.tta, seed=args.seed)
     if args.json:
         out = summary | ({"robustness": robustness.summary(table)} if table is not None else {})
         print(json.dumps(out, indent=2, default=float))
     else:
-        print(assess.text(summary))
+        print(evaluate.text(summary))
         if table is not None:
             print("\n" + robustness.text(table))
     if args.csv:
         ev.table.to_csv(args.csv, index=False)
         print(f"per-image predictions: {args.csv}", file=sys.stderr)
     if args.report:
-        page = assess.write_report(ev, summary, args.report, robustness=table)
+        from fer.reporting import evaluation_page
+
+        page = evaluation_page.write_report(ev, summary, args.report, robustness=table)
         print(f"report: {page}", file=sys.stderr)
     return 0 if summary["faces_found"] else 1

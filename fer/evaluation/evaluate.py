@@ -140,7 +140,7 @@ def scored(ev: Evaluation) -> tuple[np.ndarray, np.ndarray]:
 
 def summarise(ev: Evaluation, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
     """The evaluation's numbers as plain JSON values."""
-    from fer.evaluation import metrics as evaluate
+    from fer.evaluation import metrics
 
     t, lset = ev.table, ev.lset
     unreadable = t["status"].str.startswith("unreadable")
@@ -161,13 +161,13 @@ def summarise(ev: Evaluation, n_boot: int = 1000, seed: int = 0) -> dict[str, An
     }
     if len(y) == 0:
         return out | {"accuracy": None, "end_to_end_accuracy": 0.0 if readable else None}
-    scores = evaluate.summary(y, proba, n_boot=n_boot, seed=seed)
+    scores = metrics.summary(y, proba, n_boot=n_boot, seed=seed)
     out |= {k: v for k, v in scores.items() if k != "images"}  # "images" counts every image here
     out["end_to_end_accuracy"] = float((proba.argmax(1) == y).sum() / readable)
-    report = evaluate.per_class_table(y, proba.argmax(1))
+    report = metrics.per_class_table(y, proba.argmax(1))
     out["per_class"] = {c: {k: float(report.loc[c, k]) for k in ("precision", "recall", "f1-score")}
                         | {"support": int(report.loc[c, "support"])} for c in CLASSES}
-    out["confusion"] = evaluate.confusion(y, proba.argmax(1)).astype(int).tolist()
+    out["confusion"] = metrics.confusion(y, proba.argmax(1)).astype(int).tolist()
     return out
 
 

@@ -141,7 +141,7 @@ def table(
     y: np.ndarray,
     perturbations: Mapping[str, Sequence] | Sequence[str] | None = None,
     tta: str | None = None,
-    n_boot: int = 200,
+    n_boot: int = 1000,
     seed: int = 0,
     progress: bool = True,
 ):
@@ -151,7 +151,8 @@ def table(
     strength`` (NaN for jpeg's "none")``, label, accuracy, low, high, images``. The unperturbed faces are classified once
     and that prediction is every perturbation's identity row, so all curves meet one baseline.
     One ``seed`` draws the perturbations and the bootstrap resamples for every row, so rows
-    differ by their images, not by resampling. ``classifier`` needs only ``predict_proba(faces, tta=)``.
+    differ by their images, not by resampling; with the defaults the unperturbed row's interval
+    is the one :func:`fer.evaluation.metrics.summary` gives the same predictions. ``classifier`` needs only ``predict_proba(faces, tta=)``.
     """
     import pandas as pd
     from tqdm.auto import tqdm

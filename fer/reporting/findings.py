@@ -54,9 +54,9 @@ def explore(m: Mapping[str, Any]) -> Findings:
                        if n else f"No {split} image also occurs in train.")
     before, after = images.get("train"), m.get("train_after_clean")
     if after is not None and before:
-        out.append(f"`fer.data.clean` drops those copies and the constant images from train: {before:,} → {after:,} "
+        out.append(f"`fer.data.audit.clean` drops those copies and the constant images from train: {before:,} → {after:,} "
                    "training images; the evaluation splits stay as published." if after != before
-                   else "`fer.data.clean` had nothing to drop from train.")
+                   else "`fer.data.audit.clean` had nothing to drop from train.")
     d, c = m.get("duplicates") or {}, m.get("conflicts") or {}
     if d.get("groups"):
         out.append(f"{d['groups']:,} groups of identical images cover {d['images']:,} images; "

@@ -13,7 +13,8 @@ from skimage import data as skimage_data
 
 from fer.config import CLASSES
 from fer.data import labelled
-from fer.evaluation import evaluate as assess
+from fer.evaluation import evaluate
+from fer.reporting import evaluation_page
 
 
 class ByBrightness:
@@ -44,8 +45,8 @@ def crop_set(tmp_path_factory):
 
 
 def test_crops_mode_scores_every_image_with_exact_metrics(crop_set):
-    ev = assess.run(labelled.open_set(crop_set), ByBrightness(), mode="crops", jobs=2, progress=False)
-    s = assess.summarise(ev, n_boot=200)
+    ev = evaluate.run(labelled.open_set(crop_set), ByBrightness(), mode="crops", jobs=2, progress=False)
+    s = evaluate.summarise(ev, n_boot=200)
     assert (s["images"], s["faces_found"], s["missed"], s["unreadable"]) == (10, 10, 0, 0)
     assert s["accuracy"] == pytest.approx(0.8) and s["end_to_end_accuracy"] == pytest.approx(0.8)
     lo, hi = s["accuracy_ci"]
@@ -62,9 +63,9 @@ def test_crops_mode_scores_every_image_with_exact_metrics(crop_set):
 def test_face_crop_takes_the_centre_square():
     image = np.zeros((80, 64), np.uint8)
     image[8:72] = 200  # the centre 64x64 square is bright, the top and bottom 8 rows dark
-    out = assess.face_crop(image)
+    out = evaluate.face_crop(image)
     assert out.shape == (48, 48) and out.min() == 200
-    assert assess.face_crop(np.full((48, 48), 3, np.uint8)).max() == 3
+    assert evaluate.face_crop(np.full((48, 48), 3, np.uint8)).max() == 3
 
 
 def test_pipeline_finds_the_face_lists_the_missed_and_counts_the_unreadable(tmp_path, astronaut):
@@ -75,8 +76,8 @@ def test_pipeline_finds_the_face_lists_the_missed_and_counts_the_unreadable(tmp_
         cv2.imwrite(str(tmp_path / rel), image)
     (tmp_path / "anger").mkdir()
     (tmp_path / "anger" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
-    ev = assess.run(labelled.open_set(tmp_path), ByBrightness(), progress=False, keep_crops=True)
-    s = assess.summarise(ev, n_boot=100)
+    ev = evaluate.run(labelled.open_set(tmp_path), ByBrightness(), progress=False, keep_crops=True)
+    s = evaluate.summarise(ev, n_boot=100)
     assert (s["images"], s["unreadable"], s["faces_found"], s["missed"]) == (5, 1, 2, 2)
     assert s["detection_rate"] == pytest.approx(0.5)
     assert sorted(s["missed_images"]) == ["neutral/grey.png", "sad/noise.png"]
@@ -90,16 +91,16 @@ def test_pipeline_finds_the_face_lists_the_missed_and_counts_the_unreadable(tmp_
     # end to end: the misses count as wrong, over the 4 readable photos
     right = int(ev.table["correct"].eq(True).sum())
     assert s["end_to_end_accuracy"] == pytest.approx(right / 4)
-    text = assess.text(s)
+    text = evaluate.text(s)
     assert "faces found in 2 of 4 photos (50.0%)" in text and "missed: " in text and "contempt → left out" in text
 
 
 def test_nothing_scored_is_said_plainly(tmp_path):
     (tmp_path / "happy").mkdir()
     cv2.imwrite(str(tmp_path / "happy" / "grey.png"), np.full((100, 100, 3), 90, np.uint8))
-    s = assess.summarise(assess.run(labelled.open_set(tmp_path), ByBrightness(), progress=False))
+    s = evaluate.summarise(evaluate.run(labelled.open_set(tmp_path), ByBrightness(), progress=False))
     assert s["accuracy"] is None and s["faces_found"] == 0 and s["end_to_end_accuracy"] == 0.0
-    assert "nothing was scored" in assess.text(s)
+    assert "nothing was scored" in evaluate.text(s)
 
 
 def test_the_bundled_model_through_the_pipeline_matches_analyze(tmp_path, astronaut):
@@ -107,7 +108,7 @@ def test_the_bundled_model_through_the_pipeline_matches_analyze(tmp_path, astron
 
     (tmp_path / "happy").mkdir()
     cv2.imwrite(str(tmp_path / "happy" / "a.png"), astronaut)
-    ev = assess.run(labelled.open_set(tmp_path), fer.inference.predict.default_classifier(), progress=False)
+    ev = evaluate.run(labelled.open_set(tmp_path), fer.inference.predict.default_classifier(), progress=False)
     row = ev.table.iloc[0]
     faces = fer.analyze(astronaut)
     assert row["predicted"] == faces[0]["label"] == "happy"
@@ -115,9 +116,9 @@ def test_the_bundled_model_through_the_pipeline_matches_analyze(tmp_path, astron
 
 
 def test_report_writes_page_figures_csv_and_json(crop_set, tmp_path):
-    ev = assess.run(labelled.open_set(crop_set), ByBrightness(), mode="crops", progress=False)
-    s = assess.summarise(ev, n_boot=50)
-    page = assess.write_report(ev, s, tmp_path / "rep")
+    ev = evaluate.run(labelled.open_set(crop_set), ByBrightness(), mode="crops", progress=False)
+    s = evaluate.summarise(ev, n_boot=50)
+    page = evaluation_page.write_report(ev, s, tmp_path / "rep")
     names = sorted(p.name for p in (tmp_path / "rep").iterdir())
     assert names == ["confusion.png", "index.html", "mistakes.png", "predictions.csv", "summary.json"]
     html = page.read_text()
@@ -133,7 +134,7 @@ def test_report_writes_page_figures_csv_and_json(crop_set, tmp_path):
 def test_a_file_listed_twice_with_equal_mistakes_keeps_both(tmp_path):
     cv2.imwrite(str(tmp_path / "a.png"), np.full((48, 48), 95, np.uint8))  # predicted happy (95 // 30 = 3)
     (tmp_path / "l.csv").write_text("a.png,sad\na.png,angry\na.png,happy\n")
-    ev = assess.run(labelled.open_set(tmp_path / "l.csv"), ByBrightness(), mode="crops", progress=False)
+    ev = evaluate.run(labelled.open_set(tmp_path / "l.csv"), ByBrightness(), mode="crops", progress=False)
     assert [i for _, i, _ in ev.mistakes] == [0, 1]
-    crops, titles = assess.mistake_gallery(ev)
+    crops, titles = evaluation_page.mistake_gallery(ev)
     assert crops.shape == (2, 48, 48) and titles == ["a.png\ntrue sad\npred happy 88%", "a.png\ntrue angry\npred happy 88%"]

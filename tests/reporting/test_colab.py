@@ -106,7 +106,7 @@ def test_the_setup_cells_clone_line_clones_the_project(tmp_path):
     dest = tmp_path / "fer-study"
     line = line.replace(colab.repository_url(), PROJECT_DIR.as_uri()).replace(colab.CLONE_DIR, str(dest))
     subprocess.run(line, shell=True, check=True, cwd=tmp_path)
-    assert (dest / "pyproject.toml").exists() and (dest / "fer" / "colab.py").exists()
+    assert (dest / "pyproject.toml").exists() and (dest / "fer" / "reporting" / "colab.py").exists()
     subprocess.run(line, shell=True, check=True, cwd=tmp_path)  # again: the clone is there, nothing to do
 
 

@@ -44,7 +44,7 @@ def test_explore_on_generated_data_says_there_is_nothing_to_fix():
     assert findings.explore(m) == [
         "490 training images, the classes about equally common (14.3 %-14.3 % each).",
         "No public_test image also occurs in train.",
-        "`fer.data.clean` had nothing to drop from train.",
+        "`fer.data.audit.clean` had nothing to drop from train.",
         "No image occurs twice, so no label conflicts either.",
     ]
 

@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 from fer import data  # noqa: E402
 from fer.config import CLASSES  # noqa: E402
 from fer.data import audit
-from fer.evaluation import metrics as evaluate
+from fer.evaluation import metrics
 from fer.reporting import plots
 
 
@@ -45,20 +45,20 @@ def test_data_figures(splits):
 def test_evaluation_figures(splits):
     x, y = splits["public_test"]
     proba = np.random.default_rng(0).dirichlet(np.ones(len(CLASSES)), size=len(y))
-    counts = evaluate.confusion(y, proba.argmax(1))
+    counts = metrics.confusion(y, proba.argmax(1))
     fig = plots.confusion_matrices(counts)
     # every cell annotated with its count (left) and its row share (right), in reading order
     assert [t.get_text() for t in fig.axes[0].texts] == [f"{v:.0f}" for v in counts.ravel()]
     norm = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     assert [t.get_text() for t in fig.axes[1].texts] == [f"{v:.2f}" for v in norm.ravel()]
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == list(CLASSES)
-    table = evaluate.reliability(y, proba)
-    ece = evaluate.expected_calibration_error(y, proba)
+    table = metrics.reliability(y, proba)
+    ece = metrics.expected_calibration_error(y, proba)
     fig = plots.reliability_diagram(table, ece)
     assert f"{ece:.3f}" in fig.axes[0].get_title()
     bars = [p.get_height() for p in fig.axes[0].patches]
     np.testing.assert_allclose(bars, table["accuracy"].fillna(0))
-    idx = evaluate.confident_mistakes(y, proba, k=5)
+    idx = metrics.confident_mistakes(y, proba, k=5)
     titles = plots.mistake_titles(y, proba, idx)
     assert titles[0] == (f"true: {CLASSES[y[idx[0]]]}\npred: {CLASSES[proba[idx[0]].argmax()]} "
                          f"{proba[idx[0]].max():.0%}")

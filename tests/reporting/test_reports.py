@@ -8,7 +8,7 @@ import re
 import pytest
 
 from fer.config import CLASSES, NOTEBOOKS_DIR, PROJECT_DIR, load_profile
-from fer.reporting import frontpage, reports, results
+from fer.reporting import frontpage, per_class, reports, results
 
 METRICS = {
     "explore": {"source": "/data/fer2013.zip"},
@@ -65,9 +65,9 @@ def test_per_class_numbers_in_the_metrics_draw_the_chart(tmp_path):
     table = {c: {"precision": 0.5, "recall": r, "f1-score": r / 2, "support": 10 + i}
              for i, (c, r) in enumerate(recall.items())}
     metrics = {"evaluate": {**METRICS["evaluate"], "per_class": {"public_test": table}}}
-    found, source = frontpage.per_class(metrics, tmp_path)
+    found, source = per_class.per_class(metrics, tmp_path)
     assert found == table and "reports/metrics" in source
-    svg = frontpage.per_class_svg(found, accuracy=0.7)
+    svg = per_class.per_class_svg(found, accuracy=0.7)
     widths = [float(w) for w in re.findall(r'width="([\d.]+)" height="15" class="recall"', svg)]
     assert widths == pytest.approx([widths[0] / recall[CLASSES[0]] * r for r in recall.values()], abs=0.1)
     assert "surprise" in svg and "16 faces" in svg  # the sixth class's support
@@ -75,8 +75,8 @@ def test_per_class_numbers_in_the_metrics_draw_the_chart(tmp_path):
     (tmp_path / "03_evaluate.html").write_text(
         '<h2 id="Per-class">Per class</h2><table><caption>public_test</caption><tr><th></th><th>f1-score</th></tr>'
         "<tr><th>macro avg</th><td>0.123</td></tr></table>")
-    assert frontpage.per_class_from_report(tmp_path / "03_evaluate.html") == {"public_test": {"macro avg": {"f1-score": 0.123}}}
-    assert frontpage.per_class(METRICS, tmp_path) is None
+    assert per_class.per_class_from_report(tmp_path / "03_evaluate.html") == {"public_test": {"macro avg": {"f1-score": 0.123}}}
+    assert per_class.per_class(METRICS, tmp_path) is None
 
 
 # --------------------------------------------------------------------------- the committed front page
@@ -131,7 +131,7 @@ def test_front_page_labels_the_runs_models_and_compares_with_the_anchors(committ
 def test_front_page_per_class_chart_is_drawn_from_the_evaluation(committed):
     page, metrics = committed
     split = metrics["evaluate"]["headline_split"]
-    table = frontpage.per_class_from_report(REPORTS / "html" / "03_evaluate.html")[split]
+    table = per_class.per_class_from_report(REPORTS / "html" / "03_evaluate.html")[split]
     assert table["macro avg"]["f1-score"] == pytest.approx(metrics["evaluate"]["splits"][split]["macro_f1"], abs=5e-4)
     svg = page[page.index("<svg"):page.index("</svg>")]
     bars = re.findall(r'<rect x="[\d.]+" y="[\d.]+" width="([\d.]+)" height="[\d.]+" class="(recall|f1)">', svg)
