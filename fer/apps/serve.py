@@ -37,7 +37,7 @@ from fer.apps import uploads
 from fer.apps.stream import MIMETYPE, VideoStream
 from fer.apps.uploads import MAX_PIXELS, BadImage, warm_up
 from fer.apps.workers import Workers, WorkersUnavailable
-from fer.config import CLASSES, MAX_UPLOAD_MB, MAX_VIEWERS, SERVE_THREADS
+from fer.config import CLASSES, MAX_UPLOAD_MB, MAX_VIEWERS, PACKAGE_DIR, SERVE_THREADS
 from fer.inference.predict import ModelOutputError
 
 #: Uploads larger than this are refused (413) before they are read into memory
@@ -75,7 +75,8 @@ def create_app(analyze: Analyze | None = None, max_upload_bytes: int = MAX_UPLOA
     """Build the app. ``analyze`` defaults to :func:`fer.analyze` (looked up per request, so a
     test can monkeypatch it); ``stream`` is the ``--source`` video behind ``/video_feed``;
     ``workers`` (:class:`fer.apps.workers.Workers`) analyse uploads in other processes."""
-    app = Flask(__name__)  # templates/ and static/ beside this file, inside the package
+    # templates/ and static/ are the package's, shared with the webcam widget and the reports
+    app = Flask(__name__, template_folder=PACKAGE_DIR / "templates", static_folder=PACKAGE_DIR / "static")
     app.config["MAX_CONTENT_LENGTH"] = max_upload_bytes
     app.json.sort_keys = False  # keep probabilities in class order
     limit = f"{max_upload_bytes / 2**20:g} MB"

@@ -32,9 +32,11 @@ def test_explore_carries_the_audit_numbers(cpu_metrics):
     m = {**cpu_metrics["explore"], "train_classes": {"happy": 7215, "disgust": 436, "sad": 4830}}
     text = "\n".join(findings.explore(m))
     assert "*happy* is 57.8 %" in text and "*disgust* 3.5 %" in text  # of the 12,481 in this made-up count
-    assert "280 of the 3,589 public_test images (7.8 %)" in text
-    assert "28,709 → 28,358 training images" in text
-    assert "1,273 groups" in text and "47 of them carry conflicting labels (129 images)" in text
+    leaked, public = cpu_metrics["explore"]["leakage"]["public_test"], cpu_metrics["explore"]["images"]["public_test"]
+    assert f"{leaked:,} of the {public:,} public_test images ({100 * leaked / public:.1f} %)" in text
+    assert f"{cpu_metrics['explore']['images']['train']:,} → {cpu_metrics['explore']['train_after_clean']:,} training images" in text
+    d, c = cpu_metrics["explore"]["duplicates"], cpu_metrics["explore"]["conflicts"]
+    assert f"{d['groups']:,} groups" in text and f"{c['groups']:,} of them carry conflicting labels ({c['images']:,} images)" in text
 
 
 def test_explore_on_generated_data_says_there_is_nothing_to_fix():
@@ -52,10 +54,14 @@ def test_explore_on_generated_data_says_there_is_nothing_to_fix():
 def test_train_ranks_the_models_and_names_the_search(cpu_metrics):
     lines = findings.train(cpu_metrics["train"])
     assert lines[0].startswith("The search picked") and "blocks 1-2-2-1" in lines[0]
+    models = cpu_metrics["train"]["models"]
     ranked = [ln.split("**")[1] for ln in lines if ln.startswith("**")]
-    assert ranked == ["main", "lite", "baseline"]  # by validation accuracy
-    assert any("63.9 % validation accuracy with 1,596,503 parameters, 45 epochs in 37 min" in ln for ln in lines)
-    assert "main leads lite by 8.9 points" in "\n".join(lines)
+    assert ranked == sorted(models, key=lambda n: -models[n]["val_accuracy"])  # by validation accuracy
+    main = models["main"]
+    assert any(f"{100 * main['val_accuracy']:.1f} % validation accuracy with {main['params']:,} parameters, "
+               f"{main['epochs']} epochs in {main['wall_s'] / 60:.0f} min" in ln for ln in lines)
+    gap = 100 * (models[ranked[0]]["val_accuracy"] - models[ranked[1]]["val_accuracy"])
+    assert f"{ranked[0]} leads {ranked[1]} by {gap:.1f} points" in "\n".join(lines)
 
 
 def test_train_without_models_says_so():
@@ -65,11 +71,17 @@ def test_train_without_models_says_so():
 def test_evaluate_carries_accuracy_interval_unseen_tta_and_latency(cpu_metrics):
     m = {**cpu_metrics["evaluate"], "recall": {"public_test": {"happy": 0.9, "fear": 0.45, "sad": 0.6}}}
     text = "\n".join(findings.evaluate(m))
-    assert "right 70.2 % of the time (95 % CI 68.6 %-71.7 %), macro-F1 0.681" in text
-    assert "3,309 PublicTest faces that never occur in train: 69.2 %, 1.0 points below" in text
-    assert "flip (2 views) gains 0.5 points" in text
-    assert "Easiest class *happy* (recall 0.90), hardest *fear* (0.45)" in text
-    assert "1.6 ms per face on its own, 1,412 faces/s batched" in text
+    pt, unseen, lat = m["splits"]["public_test"], m["unseen_public_test"], m["latency"]
+    lo, hi = pt["accuracy_ci"]
+    assert (f"right {100 * pt['accuracy']:.1f} % of the time (95 % CI {100 * lo:.1f} %-{100 * hi:.1f} %), "
+            f"macro-F1 {pt['macro_f1']:.3f}") in text
+    assert (f"{unseen['images']:,} PublicTest faces that never occur in train: {100 * unseen['accuracy']:.1f} %, "
+            f"{100 * (pt['accuracy'] - unseen['accuracy']):.1f} points below") in text
+    tta = m["tta"]["public_test"]
+    best = max(tta, key=lambda k: tta[k]["accuracy"])
+    assert f"{best} ({tta[best]['views']} views) gains {100 * (tta[best]['accuracy'] - tta['none']['accuracy']):.1f} points" in text
+    assert "Easiest class *happy* (recall 0.90), hardest *fear* (0.45)" in text  # the recall given above
+    assert f"{lat['ms_per_image_batch1']:.1f} ms per face on its own, {lat['images_per_s_batched']:,.0f} faces/s batched" in text
 
 
 def test_evaluate_on_a_smoke_run_without_public_test():
