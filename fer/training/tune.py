@@ -1,7 +1,7 @@
 """Hyperparameter search with keras-tuner over architecture, regularisation and augmentation.
 
 ``search(profile, splits)`` runs Hyperband (or a Bayesian/random search) on the profile's
-``train`` block, saves the best hyperparameters as JSON and returns them with a trial table.
+``main`` block, saves the best hyperparameters as JSON and returns them with a trial table.
 The final model is then retrained from those hyperparameters with the full schedule
 (``fer.training.runs.run(profile, splits, hp=result.best_hp)``), not taken from a tuner checkpoint:
 search trials are short, constant-learning-rate runs on a subsample.
@@ -256,9 +256,12 @@ _NOT_IN_TRIALS = ("epochs", "schedule", "early_stop", "tensorboard", "max_train"
 
 
 def search_key(base: TrainConfig, opts: Mapping[str, Any], fingerprint: str) -> str:
-    """Short hash of what decides a search's trials: training options, ``tune`` block, data."""
-    train = {k: v for k, v in asdict(base).items() if k not in _NOT_IN_TRIALS}
-    blob = json.dumps({"train": train, "tune": dict(opts), "data": fingerprint}, sort_keys=True, default=list)
+    """Short hash of what decides a search's trials: the ``main`` block's training options, the
+    ``tune`` block, the data."""
+    options = {k: v for k, v in asdict(base).items() if k not in _NOT_IN_TRIALS}
+    # "train" names the training options in the hashed text, not a profile block; renaming it would
+    # change every search's key, and no search made so far would be resumed again
+    blob = json.dumps({"train": options, "tune": dict(opts), "data": fingerprint}, sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
