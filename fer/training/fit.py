@@ -24,10 +24,11 @@ from fer.devices import backend, set_precision
 from fer.inference import cards
 from fer.training import parallel
 from fer.training.distill import (
+    host_teacher,
+    load_teacher,
     resolve_online_teacher,
     soft_targets,
     teach_in_step,
-    teacher_backend,
 )
 from fer.training.inputs import fit_inputs, resolve_pipeline
 
@@ -127,7 +128,6 @@ def fit(
     ``cfg.batch_size`` is the global batch; process 0 alone writes ``run_dir``; the returned
     model is a copy of the trained one on this process alone.
     """
-    from fer.inference.predict import load_classifier
     from fer.training import networks
 
     x, y = _capped(train, cfg)
@@ -144,7 +144,7 @@ def fit(
         return compile_model(networks.build(cfg.arch, cfg.hp), cfg, steps)
 
     model = _student(build, cfg, plan, placement)
-    teacher = load_classifier(cfg.teacher, backend=teacher_backend()) if placement == "host" else None
+    teacher = host_teacher(cfg.teacher) if placement == "host" else None
     train_ds, val_ds, extra = fit_inputs((x, targets), val, cfg, int(model.input_shape[1]), pipeline, teacher=teacher,
                                          shard=plan.shard, full_batches=plan.distributed)
     cbs: list = extra.pop("callbacks", [])
@@ -191,7 +191,7 @@ def _capped(train: tuple[np.ndarray, np.ndarray], cfg: TrainConfig) -> tuple[np.
 def _pipeline(cfg: TrainConfig, placement: str | None) -> str:
     """The input pipeline this fit uses: the host one wherever the online teacher runs there."""
     if placement == "host" and cfg.pipeline == "tf.data":
-        raise ValueError("the online teacher runs in the host pipeline here (TensorFlow on a CPU: LiteRT); "
+        raise ValueError("the online teacher runs in the host pipeline here (TensorFlow on a CPU); "
                          "use pipeline host or auto, or online_teacher step")
     return "host" if placement == "host" else resolve_pipeline(cfg.pipeline)
 
@@ -214,9 +214,7 @@ def _student(build, cfg: TrainConfig, plan: parallel.Plan, placement: str | None
         if cfg.init:
             load_weights_from(model, cfg.init)
         if placement == "step":
-            from fer.inference.predict import load_classifier
-
-            teach_in_step(model, load_classifier(cfg.teacher, backend="keras").model, cfg)
+            teach_in_step(model, load_teacher(cfg.teacher), cfg)
     return model
 
 
