@@ -54,7 +54,7 @@ def _profile_args(p, training: bool = True) -> None:
     p.add_argument("--data", dest="data_source", help="FER2013 zip/folder/CSV, or 'synthetic' (default: the profile's)")
     if not training:
         return
-    p.add_argument("--epochs", type=int, help="override the epochs (train: of the block it trains; else the profile's)")
+    p.add_argument("--epochs", type=int, help="override the epochs (those of the block 'train' trains; else the profile's)")
     p.add_argument("--seed", type=int, help="override the profile's seed")
 
 
@@ -79,7 +79,7 @@ def add_train(sub) -> None:
         "interruption. --ship copies the result into fer/weights/ with its model card."))
     _profile_args(p)
     p.add_argument("--model", default="main", choices=["main", "lite", "baseline"],
-                   help="profile block to train: train (main model), lite or baseline")
+                   help="profile block to train: main (the main model), lite or baseline")
     p.add_argument("--hp", help="JSON file of hyperparameters overriding the block (e.g. the tuner's best)")
     p.add_argument("--run-dir", help="where to write the run (default: runs/<profile>/<name>)")
     p.add_argument("--ship", action="store_true", help="copy the trained model into fer/weights/")

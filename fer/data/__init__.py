@@ -6,7 +6,7 @@
 - :mod:`fer.data.sources`: where the data is (``$FER_DATA``, ``data/raw``, Kaggle) and
   ``load_source``, what notebooks and the CLI call with a profile's ``data_source``.
 - :mod:`fer.data.audit`: duplicates, leaks and class balance; ``prepare``, the one cleaning,
-  splitting and fingerprinting that training and the search share.
+  splitting and fingerprinting that a training run, an ensemble and the search share.
 - :mod:`fer.data.labelled`: any labelled set of photos, for ``python -m fer evaluate``.
 
 The names below are the public API (``fer.data.load`` and its error).

@@ -1,11 +1,13 @@
 """What the splits hold and what training may use: :func:`audit` (black and constant images,
 repeats, leakage between splits, conflicting labels), :func:`clean` (those removed from the
-training split only), and the validation split (:func:`training_splits`)."""
+training split only), the validation split (:func:`training_splits`), and :func:`prepare`, the
+one preparation (clean, split, fingerprint) that training, ensembles and the search share."""
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -153,3 +155,48 @@ def training_splits(splits: Splits, *, val_fraction: float = 0.1, seed: int = 0)
         if name in splits:
             return splits["train"], splits[name]
     return split_validation(*splits["train"], fraction=val_fraction, seed=seed)
+
+
+# --------------------------------------------------------------------------- what training uses
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What :func:`prepare` gives training: the arrays, what cleaning dropped, where validation
+    came from, and the fingerprint that names the data."""
+
+    train: tuple[np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray]
+    dropped: int  # training images clean() removed (constant ones, copies of evaluation images)
+    validation: str  # the validation split's name: "val", "public_test" or "split of train"
+    fingerprint: str  # data_fingerprint(train, val)
+
+
+def prepare(splits: Splits, *, seed: int = 0, subsample: int | None = None) -> Prepared:
+    """The one data preparation of a training run, an ensemble and a search.
+
+    :func:`clean` the training split (constant images and copies of evaluation images go), set
+    validation aside (:func:`training_splits`, seeded), cut the training split to a stratified
+    subsample of about ``subsample`` images when it holds more (a search's ``tune.max_train``; a
+    run's own ``max_train`` is applied later, by ``fit``), and fingerprint what is left
+    (:func:`data_fingerprint`).
+    """
+    cleaned = clean(splits)
+    train, val = training_splits(cleaned, seed=seed)
+    if subsample and len(train[0]) > subsample:  # stratified: the class balance stays
+        train, _ = split_validation(*train, fraction=1 - subsample / len(train[0]), seed=seed)
+    return Prepared(
+        train=train,
+        val=val,
+        dropped=int(len(splits["train"][0]) - len(cleaned["train"][0])),
+        validation=next((s for s in ("val", "public_test") if s in cleaned), "split of train"),
+        fingerprint=data_fingerprint(train, val),
+    )
+
+
+def data_fingerprint(train_xy: tuple, val_xy: tuple) -> str:
+    """sha256 of the training and validation arrays: the same data wherever its file lives."""
+    h = hashlib.sha256()
+    for arr in (*train_xy, *val_xy):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()

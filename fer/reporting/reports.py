@@ -41,7 +41,7 @@ def notebooks(directory: str | os.PathLike = NOTEBOOKS_DIR) -> list[Path]:
 def notebook_parameters(profile: dict[str, Any], notebook: str | os.PathLike) -> dict[str, Any]:
     """The profile's flat values that ``notebook`` declares in its ``parameters`` cell.
 
-    Blocks (``train:``, ``lite:`` ...) are not parameters: notebooks read them from the
+    Blocks (``main:``, ``lite:`` ...) are not parameters: notebooks read them from the
     profile by name, so only scalars travel. The notebook parameter ``tune`` is true when the
     profile has a ``tune:`` block and false when it says ``tune: false``.
     """

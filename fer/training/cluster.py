@@ -249,11 +249,6 @@ def launch(
     env = {k: v for k, v in os.environ.items() if k not in ENV}
     env.setdefault("PYTHONUNBUFFERED", "1")
     children: list[_Process] = []
-
-    def stop_all(*_):
-        for child in reversed(children):
-            child.stop()
-
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         chief = _Process("chief", [*base, "--distributed", "chief", "--oracle", f"{host}:{port}"], env)
@@ -261,47 +256,62 @@ def launch(
         if not wait_for_port(host, port, timeout=600, alive=lambda: chief.poll() is None):
             print(f"the chief did not start listening on {host}:{port} (exit status {chief.poll()})", flush=True)
             return chief.poll() or 1
-        for i in range(n):
-            wenv = dict(env)
-            if gpus:
-                wenv["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
-            children.append(_Process(f"tuner{i}", [*base, "--distributed", "worker", "--oracle", f"{host}:{port}",
-                                                   "--tuner-id", f"tuner{i}"], wenv))
+        _start_workers(children, base, env, f"{host}:{port}", n, gpus)
         on = ", ".join(f"{c.name} (GPU {c.env['CUDA_VISIBLE_DEVICES']})" if gpus else c.name for c in children[1:])
         print(f"search: chief on {host}:{port}, workers {on}", flush=True)
-        finished_at = None
-        while True:
-            time.sleep(0.5)
-            for child in children:
-                code = child.poll()
-                if code in (None, 0):
-                    continue
-                if child.starts > restarts:
-                    print(f"{child.name} failed {child.starts} times (exit status {code}); stopping the search; "
-                          "a later run of the same command resumes it", flush=True)
-                    return code or 1
-                print(f"{child.name} ended with exit status {code}; starting it again "
-                      f"({child.starts} of {restarts} restarts): it takes up its unfinished trial", flush=True)
-                child.start()
-            if chief.poll() == 0:  # the workers have been told the search is over: let them exit
-                for child in children[1:]:
-                    try:
-                        child.proc.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        pass
-                return 0
-            if all(c.poll() == 0 for c in children[1:]):
-                finished_at = finished_at or time.monotonic()
-                if time.monotonic() - finished_at > chief_grace:
-                    print(f"every worker finished but the chief is still running after {chief_grace:.0f} s; "
-                          "stopping it", flush=True)
-                    return 1
+        return _watch(children, restarts, chief_grace)
     except KeyboardInterrupt:
         print("interrupted: stopping the chief and the workers; the same command resumes the search", flush=True)
         return 130
     finally:
-        stop_all()
+        for child in reversed(children):
+            child.stop()
         signal.signal(signal.SIGTERM, previous)
+
+
+def _start_workers(children: list[_Process], base: list[str], env: dict[str, str], oracle: str, n: int,
+                   gpus: list[str]) -> None:
+    """Start ``n`` workers of the chief at ``oracle`` (``tuner0``, ``tuner1``, ...; each on its own GPU,
+    round robin, when there are GPUs), appending each to ``children`` as it starts."""
+    for i in range(n):
+        wenv = dict(env)
+        if gpus:
+            wenv["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
+        children.append(_Process(f"tuner{i}", [*base, "--distributed", "worker", "--oracle", oracle,
+                                               "--tuner-id", f"tuner{i}"], wenv))
+
+
+def _watch(children: list[_Process], restarts: int, chief_grace: float) -> int:
+    """Watch the chief (``children[0]``) and the workers until the search ends, starting a dead one
+    again at most ``restarts`` times; return the launcher's exit status."""
+    chief = children[0]
+    finished_at = None
+    while True:
+        time.sleep(0.5)
+        for child in children:
+            code = child.poll()
+            if code in (None, 0):
+                continue
+            if child.starts > restarts:
+                print(f"{child.name} failed {child.starts} times (exit status {code}); stopping the search; "
+                      "a later run of the same command resumes it", flush=True)
+                return code or 1
+            print(f"{child.name} ended with exit status {code}; starting it again "
+                  f"({child.starts} of {restarts} restarts): it takes up its unfinished trial", flush=True)
+            child.start()
+        if chief.poll() == 0:  # the workers have been told the search is over: let them exit
+            for child in children[1:]:
+                try:
+                    child.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    pass
+            return 0
+        if all(c.poll() == 0 for c in children[1:]):
+            finished_at = finished_at or time.monotonic()
+            if time.monotonic() - finished_at > chief_grace:
+                print(f"every worker finished but the chief is still running after {chief_grace:.0f} s; "
+                      "stopping it", flush=True)
+                return 1
 
 
 # --------------------------------------------------------------------------- who ran what

@@ -1,9 +1,24 @@
 """Distillation: a trained teacher model's probabilities blended into the student's targets,
 either once per face before training (:func:`soft_targets`), or online for every augmented
 batch, in the host pipeline (``fer.training.inputs.HostBatches``) or inside the compiled train step
-(:func:`teach_in_step`); where an online teacher runs (:func:`resolve_online_teacher`)."""
+(:func:`teach_in_step`); where an online teacher runs (:func:`resolve_online_teacher`).
+
+The teacher is loaded as a Keras model in float32 (:func:`load_teacher`: ``keras.saving.load_model``
+and ``fer.inference.dtypes.float32_copy``), for the fixed targets, the host pipeline and the
+train step alike, on every backend. It used to go through ``fer.load_classifier``, which on a
+TensorFlow CPU converts the file to TFLite and runs it under LiteRT, the web app's runtime.
+Nothing measured that path for training: LiteRT's "several times faster" (``fer.inference.runtimes``)
+is per call at batch 1, an app's case, while a teacher labels batches of 128-256 faces; and the
+one training measurement (docs/performance.md, ``benchmarks/online_teacher.py``, TensorFlow on
+this 2-core CPU) found the LiteRT teacher in the host pipeline no faster than the Keras teacher
+in the train step: 1040 against 1036 ms a step for the 92 k lite, 422 against 406 ms for a
+1.6 M ResNet.
+"""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -12,34 +27,58 @@ from fer.devices import accelerators, backend
 from fer.inference.preprocess import fit_crop_tensor
 
 
+def load_teacher(path: str | os.PathLike):
+    """``path`` (a ``.keras`` file) as a float32 Keras model, refused like ``fer.load_classifier``
+    refuses a model (``ModelFileError``) when it is missing, unreadable or does not match the
+    sha256 its card (``<name>.json`` beside it) records."""
+    import keras
+
+    from fer.inference import cards
+    from fer.inference.dtypes import float32_copy
+    from fer.inference.predict import ModelFileError
+
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such model file.")
+    card = cards.read(path)
+    if card.get("sha256") and cards.sha256(path) != card["sha256"]:
+        raise ModelFileError(f"{path} does not match the checksum in {cards.card_path(path).name}: the file is "
+                             "corrupted or was replaced. Restore it (git checkout -- fer/weights) or retrain.")
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as err:
+        raise ModelFileError(f"{path}: could not be loaded as a Keras model ({err}).") from err
+    return float32_copy(model)  # a teacher trained (or stored) in bfloat16 or float16 computes in float32
+
+
+def host_teacher(path: str | os.PathLike):
+    """The teacher as a ``fer.inference.predict.Classifier`` on its Keras model (``forward`` is one
+    compiled call a batch), for the fixed targets and the host pipeline."""
+    from fer.inference.predict import Classifier
+
+    return Classifier(load_teacher(path), path=Path(path))
+
+
 def resolve_online_teacher(where: str = "auto") -> str:
-    """``host`` or ``step`` (``TrainConfig.online_teacher``): ``auto`` keeps the teacher in the
-    host pipeline only where it runs through LiteRT (TensorFlow on a CPU), and otherwise puts it
-    in the train step, where it runs on the student's device without a host round trip."""
+    """``host`` or ``step`` (``TrainConfig.online_teacher``): ``auto`` keeps the teacher in the host
+    pipeline on a TensorFlow CPU, as runs there have done so far (the two placements measured
+    level there: see the module docstring), and otherwise puts it in the train step, where it runs
+    on the student's device without a host round trip."""
     if where == "auto":
-        return "host" if teacher_backend() != "keras" else "step"
+        return "host" if backend() == "tensorflow" and not accelerators() else "step"
     return where
-
-
-def teacher_backend() -> str:
-    """How an online teacher runs (``fer.load_classifier``'s ``backend``): LiteRT, the fastest on
-    a CPU, needs TensorFlow to convert the model; with a GPU, or under JAX or PyTorch, the teacher
-    runs in Keras on the student's device."""
-    return "auto" if backend() == "tensorflow" and not accelerators() else "keras"
 
 
 def soft_targets(x: np.ndarray, y: np.ndarray, cfg: TrainConfig) -> np.ndarray:
     """Distillation targets: ``(1 - distill)`` one-hot label + ``distill`` teacher probabilities.
 
-    The teacher (``cfg.teacher``, any model ``fer.load_classifier`` reads) sees each training
+    The teacher (``cfg.teacher``, a ``.keras`` file: :func:`load_teacher`) sees each training
     face once, with flip TTA, before training; the student then learns those fixed targets under
     its own augmentation. That costs one inference pass instead of a teacher forward pass per
     step, which on 2 CPU cores would have made every epoch about twice as long.
     ``distill_temperature`` T softens them like ``softmax(logits / T)``.
     """
-    from fer.inference.predict import load_classifier
-
-    probs = load_classifier(cfg.teacher).predict_proba(x, tta="flip")
+    probs = host_teacher(cfg.teacher).predict_proba(x, tta="flip")
     return blend_targets(np.eye(NUM_CLASSES)[y], probs, cfg)
 
 

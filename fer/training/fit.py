@@ -24,10 +24,11 @@ from fer.devices import backend, set_precision
 from fer.inference import cards
 from fer.training import parallel
 from fer.training.distill import (
+    host_teacher,
+    load_teacher,
     resolve_online_teacher,
     soft_targets,
     teach_in_step,
-    teacher_backend,
 )
 from fer.training.inputs import fit_inputs, resolve_pipeline
 
@@ -127,26 +128,14 @@ def fit(
     ``cfg.batch_size`` is the global batch; process 0 alone writes ``run_dir``; the returned
     model is a copy of the trained one on this process alone.
     """
-    from fer.inference.predict import load_classifier
     from fer.training import networks
 
-    x, y = train
-    if cfg.max_train and len(x) > cfg.max_train:
-        idx = np.random.default_rng(cfg.seed).permutation(len(x))[: cfg.max_train]
-        x, y = x[idx], y[idx]
+    x, y = _capped(train, cfg)
     online = bool(cfg.teacher and cfg.distill_online)  # the teacher labels each batch, not each face
     targets = soft_targets(x, y, cfg) if cfg.teacher and not online else y  # the teacher runs in float32
     placement = resolve_online_teacher(cfg.online_teacher) if online else None
-    if placement == "host" and cfg.pipeline == "tf.data":
-        raise ValueError("the online teacher runs in the host pipeline here (TensorFlow on a CPU: LiteRT); "
-                         "use pipeline host or auto, or online_teacher step")
-    pipeline = "host" if placement == "host" else resolve_pipeline(cfg.pipeline)
-    keras.utils.set_random_seed(cfg.seed)
-    if cfg.deterministic and backend() == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
-    policy = set_precision(cfg.precision)
+    pipeline = _pipeline(cfg, placement)
+    policy = _seed_and_precision(cfg)
     plan = plan or parallel.Plan()
     # a data-parallel fit has only full batches (each split evenly between the devices)
     steps = (len(x) // cfg.batch_size) if plan.distributed else math.ceil(len(x) / cfg.batch_size)
@@ -154,53 +143,21 @@ def fit(
     def build():
         return compile_model(networks.build(cfg.arch, cfg.hp), cfg, steps)
 
-    with plan.scope():  # under a distribution every variable is replicated on every device
-        model = build()
-        if cfg.init:
-            load_weights_from(model, cfg.init)
-        if placement == "step":
-            teach_in_step(model, load_classifier(cfg.teacher, backend="keras").model, cfg)
-    crop = int(model.input_shape[1])
-    teacher = load_classifier(cfg.teacher, backend=teacher_backend()) if placement == "host" else None
-    train_ds, val_ds, extra = fit_inputs((x, targets), val, cfg, crop, pipeline, teacher=teacher,
+    model = _student(build, cfg, plan, placement)
+    teacher = host_teacher(cfg.teacher) if placement == "host" else None
+    train_ds, val_ds, extra = fit_inputs((x, targets), val, cfg, int(model.input_shape[1]), pipeline, teacher=teacher,
                                          shard=plan.shard, full_batches=plan.distributed)
     cbs: list = extra.pop("callbacks", [])
     if plan.distributed and val_ds is not None:  # process 0 validates, every process learns the result
         cbs.append(parallel.ChiefValidation(val_ds, extra.pop("validation_batch_size"), build, plan))
         val_ds = None
     monitor = "val_accuracy" if val is not None else "accuracy"
-    if cfg.schedule == "plateau":
-        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5, patience=3, min_lr=1e-5))
-    if cfg.early_stop:
-        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=cfg.early_stop, restore_best_weights=True))
+    cbs += _schedule_callbacks(cfg, monitor)
     earlier: dict[str, list] = {}
     if run_dir is not None:
         run_dir = Path(run_dir)
-        if plan.chief:
-            files = input_files(cfg)  # a teacher or starting point is named by path: its contents count too
-            settings = json.loads(json.dumps({**asdict(cfg), "policy": policy, "data": fingerprint,
-                                              **({"files": files} if files else {})}, default=list))
-            moved = set_aside(run_dir, settings)
-            if moved:
-                print(f"{run_dir} held another run (finished, or other settings or data); moved it to {moved}")
-            earlier = read_log(run_dir / "log.csv")  # epochs finished before an interruption
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "config.json").write_text(json.dumps(settings, indent=2))
-        parallel.barrier(plan, "fer-run-folder-ready")  # the others restore from what process 0 kept
-        # double_checkpoint: the epoch before stays beside the latest backup, so a kill in
-        # the middle of writing it (a truncated file, seen on a GPU) resumes from there
-        backup = (parallel.SharedBackup(str(run_dir / "backup"), plan, double_checkpoint=True) if plan.processes > 1
-                  else keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True))
-        writers = [
-            keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
-            keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor=monitor, mode="max", save_best_only=True),
-            *([keras.callbacks.TensorBoard(str(run_dir / "tb"))] if cfg.tensorboard else []),
-        ]
-        cbs += [
-            EpochTimer(offset=sum(earlier.get("epoch_s", []))),  # before CSVLogger: adds epoch_s/elapsed_s
-            backup,
-            *([parallel.ChiefOnly(cb, plan) for cb in writers] if plan.distributed else writers),
-        ]
+        earlier = _open_run_dir(run_dir, cfg, policy, fingerprint, plan)
+        cbs += _run_dir_callbacks(run_dir, cfg, plan, monitor, earlier)
     cbs += list(callbacks or [])  # after BackupAndRestore, so an epoch is saved before they run
     start = time.time()
     with plan.scope():
@@ -216,18 +173,107 @@ def fit(
         )
     if plan.distributed:
         model = parallel.local_copy(model, build)
+    history = _curves(hist, time.time() - start, earlier, run_dir)
+    history.update(policy=policy, pipeline=pipeline, **({"online_teacher": placement} if online else {}),
+                   train_images=int(len(x)), **({"data_parallel": plan.record()} if plan.distributed else {}))
+    return model, history
+
+
+def _capped(train: tuple[np.ndarray, np.ndarray], cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``train``, or a seeded random ``cfg.max_train`` of its images when it holds more."""
+    x, y = train
+    if cfg.max_train and len(x) > cfg.max_train:
+        idx = np.random.default_rng(cfg.seed).permutation(len(x))[: cfg.max_train]
+        x, y = x[idx], y[idx]
+    return x, y
+
+
+def _pipeline(cfg: TrainConfig, placement: str | None) -> str:
+    """The input pipeline this fit uses: the host one wherever the online teacher runs there."""
+    if placement == "host" and cfg.pipeline == "tf.data":
+        raise ValueError("the online teacher runs in the host pipeline here (TensorFlow on a CPU); "
+                         "use pipeline host or auto, or online_teacher step")
+    return "host" if placement == "host" else resolve_pipeline(cfg.pipeline)
+
+
+def _seed_and_precision(cfg: TrainConfig) -> str:
+    """Seed Keras (and make TensorFlow's ops deterministic when asked); set and return the precision policy."""
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic and backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    return set_precision(cfg.precision)
+
+
+def _student(build, cfg: TrainConfig, plan: parallel.Plan, placement: str | None):
+    """The compiled network to train, made under ``plan``'s scope: from ``cfg.init`` when given,
+    with the teacher in its train step when it runs there."""
+    with plan.scope():  # under a distribution every variable is replicated on every device
+        model = build()
+        if cfg.init:
+            load_weights_from(model, cfg.init)
+        if placement == "step":
+            teach_in_step(model, load_teacher(cfg.teacher), cfg)
+    return model
+
+
+def _schedule_callbacks(cfg: TrainConfig, monitor: str) -> list:
+    """The callbacks that steer training on ``monitor``: the plateau schedule and early stopping."""
+    cbs: list = []
+    if cfg.schedule == "plateau":
+        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5, patience=3, min_lr=1e-5))
+    if cfg.early_stop:
+        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=cfg.early_stop, restore_best_weights=True))
+    return cbs
+
+
+def _open_run_dir(run_dir: Path, cfg: TrainConfig, policy: str, fingerprint: str | None,
+                  plan: parallel.Plan) -> dict[str, list]:
+    """Make ``run_dir`` ready (process 0: another run set aside, ``config.json`` written); return the
+    log of the epochs an interrupted run finished (empty otherwise, and on the other processes)."""
+    earlier: dict[str, list] = {}
+    if plan.chief:
+        files = input_files(cfg)  # a teacher or starting point is named by path: its contents count too
+        settings = json.loads(json.dumps({**asdict(cfg), "policy": policy, "data": fingerprint,
+                                          **({"files": files} if files else {})}, default=list))
+        moved = set_aside(run_dir, settings)
+        if moved:
+            print(f"{run_dir} held another run (finished, or other settings or data); moved it to {moved}")
+        earlier = read_log(run_dir / "log.csv")  # epochs finished before an interruption
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(settings, indent=2))
+    parallel.barrier(plan, "fer-run-folder-ready")  # the others restore from what process 0 kept
+    return earlier
+
+
+def _run_dir_callbacks(run_dir: Path, cfg: TrainConfig, plan: parallel.Plan, monitor: str,
+                       earlier: dict[str, list]) -> list:
+    """The callbacks that keep a run in ``run_dir``: epoch times, the backup to resume from, the
+    log, the best epoch's model and TensorBoard (process 0 alone writes)."""
+    # double_checkpoint: the epoch before stays beside the latest backup, so a kill in
+    # the middle of writing it (a truncated file, seen on a GPU) resumes from there
+    backup = (parallel.SharedBackup(str(run_dir / "backup"), plan, double_checkpoint=True) if plan.processes > 1
+              else keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True))
+    writers = [
+        keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
+        keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor=monitor, mode="max", save_best_only=True),
+        *([keras.callbacks.TensorBoard(str(run_dir / "tb"))] if cfg.tensorboard else []),
+    ]
+    return [
+        EpochTimer(offset=sum(earlier.get("epoch_s", []))),  # before CSVLogger: adds epoch_s/elapsed_s
+        backup,
+        *([parallel.ChiefOnly(cb, plan) for cb in writers] if plan.distributed else writers),
+    ]
+
+
+def _curves(hist, wall_s: float, earlier: dict[str, list], run_dir: Path | None) -> dict:
+    """The history's curves and ``wall_s``; for a resumed run, the whole run's, from its log."""
     history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
-    history["wall_s"] = time.time() - start + sum(earlier.get("epoch_s", []))
+    history["wall_s"] = wall_s + sum(earlier.get("epoch_s", []))
     if earlier:  # a resumed run: the whole run's curves, from the log
         history.update({k: v for k, v in read_log(run_dir / "log.csv").items() if k != "epoch"})
-    history["policy"] = policy
-    history["pipeline"] = pipeline
-    if online:
-        history["online_teacher"] = placement
-    history["train_images"] = int(len(x))
-    if plan.distributed:
-        history["data_parallel"] = plan.record()
-    return model, history
+    return history
 
 
 def load_weights_from(model, path: str | os.PathLike) -> None:

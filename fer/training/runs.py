@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -13,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 
 from fer.config import RUNS_DIR, WEIGHTS_DIR, TrainConfig, config_from_profile, short_path
+from fer.data import audit
 from fer.devices import hardware
 from fer.evaluation.metrics import evaluate_model
 from fer.inference import cards
@@ -51,7 +50,8 @@ def run(
     ``BackupAndRestore``), so re-running ``make reproduce`` after a later failure costs nothing.
 
     Training images that also occur in an evaluation split, and constant (black) images, are
-    dropped first (``fer.data.audit.clean``), so validation accuracy is measured on unseen faces.
+    dropped first (``fer.data.audit.prepare``, the preparation that ensembles and the search
+    share), so validation accuracy is measured on unseen faces.
     Model selection uses ``public_test`` (or ``val``, or a split of train), never a private
     test. Returns the model card (a dict) with ``model`` (the Keras model) and ``run_dir``
     (where it was written) added.
@@ -61,47 +61,64 @@ def run(
     run over several processes every process trains, process 0 alone evaluates and writes; the
     others return ``{"process": i, "run_dir": ...}`` once it has.
     """
-    from fer.data import audit
-    from fer.inference.dtypes import float32_copy, round_to_float16
     from fer.training import parallel
 
     plan = plan or parallel.Plan()
     cfg = config_from_profile(profile, block, hp)
     if global_batch or plan.distributed:
         cfg = parallel.scaled(cfg, plan, global_batch)
-    name = block
-    run_dir = Path(run_dir) if run_dir else run_dir_for(profile, name)
-    cleaned = audit.clean(splits)
-    train_xy, val_xy = audit.training_splits(cleaned, seed=cfg.seed)
-    fingerprint = data_fingerprint(train_xy, val_xy)
-    card = finished_run(run_dir, cfg, fingerprint) if reuse else None
+    run_dir = Path(run_dir) if run_dir else run_dir_for(profile, block)
+    data = audit.prepare(splits, seed=cfg.seed)
+    card = finished_run(run_dir, cfg, data.fingerprint) if reuse else None
     stored = card.get("weights_dtype", "float32") if card is not None else None
     if stored == ("float16" if float16_weights else "float32"):
-        print(f"{name}: reusing the finished run in {run_dir} (same configuration and data); "
+        print(f"{block}: reusing the finished run in {run_dir} (same configuration and data); "
               "delete that folder to train again")
         return card
     if stored == "float32" and float16_weights:  # round the finished run; no need to train again
         if not plan.chief:  # process 0 rounds, evaluates and writes
-            parallel.barrier(plan, "fer-run-written")
-            return {"process": plan.process, "run_dir": run_dir}
+            return _wait_for_process_0(plan, run_dir)
         model = card.pop("model")
-        print(f"{name}: rounding the finished run in {run_dir} to float16 weights and evaluating it again")
+        print(f"{block}: rounding the finished run in {run_dir} to float16 weights and evaluating it again")
     else:
-        model, history = fit(train_xy, val_xy, cfg, run_dir=run_dir, verbose=verbose, fingerprint=fingerprint, plan=plan)
+        model, history = fit(data.train, data.val, cfg, run_dir=run_dir, verbose=verbose,
+                             fingerprint=data.fingerprint, plan=plan)
         if not plan.chief:  # process 0 evaluates and writes; wait until it has
-            parallel.barrier(plan, "fer-run-written")
-            return {"process": plan.process, "run_dir": run_dir}
-        card = cards.new(
-            model, name, cfg.arch, asdict(cfg),
-            epochs_run=len(history.get("loss", [])),
-            train_wall_s=round(history["wall_s"], 1),
-            precision=history["policy"],
-            pipeline=history["pipeline"],
-            **({"online_teacher": history["online_teacher"]} if "online_teacher" in history else {}),
-            hardware={**hardware(), **({"data_parallel": history["data_parallel"]} if "data_parallel" in history else {})},
-            data=_data_block(profile, splits, cleaned, fingerprint, history["train_images"], len(val_xy[0])),
-            history={k: v for k, v in history.items() if isinstance(v, list)},
-        )
+            return _wait_for_process_0(plan, run_dir)
+        card = _new_card(model, block, cfg, history, _data_block(profile, data, history["train_images"]))
+    saved = _save(run_dir, model, _evaluated(model, card, cfg, data.val, float16_weights))
+    parallel.barrier(plan, "fer-run-written")
+    return saved
+
+
+def _wait_for_process_0(plan, run_dir: Path) -> dict[str, Any]:
+    """On a process other than 0: wait until process 0 has written the run; say which this was."""
+    from fer.training import parallel
+
+    parallel.barrier(plan, "fer-run-written")
+    return {"process": plan.process, "run_dir": run_dir}
+
+
+def _new_card(model, name: str, cfg: TrainConfig, history: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """The card of a model ``fit`` just trained: recipe, time, precision, pipeline, hardware, data, curves."""
+    return cards.new(
+        model, name, cfg.arch, asdict(cfg),
+        epochs_run=len(history.get("loss", [])),
+        train_wall_s=round(history["wall_s"], 1),
+        precision=history["policy"],
+        pipeline=history["pipeline"],
+        **({"online_teacher": history["online_teacher"]} if "online_teacher" in history else {}),
+        hardware={**hardware(), **({"data_parallel": history["data_parallel"]} if "data_parallel" in history else {})},
+        data=data,
+        history={k: v for k, v in history.items() if isinstance(v, list)},
+    )
+
+
+def _evaluated(model, card: dict[str, Any], cfg: TrainConfig, val_xy: tuple, float16_weights: bool) -> dict[str, Any]:
+    """``card`` with the validation metrics, the weights' dtype and the teacher and starting model
+    (rounding ``model``'s weights to float16 values first when asked)."""
+    from fer.inference.dtypes import float32_copy, round_to_float16
+
     if float16_weights:
         round_to_float16(model)
     # measured on the float32 copy that ship() writes, so the card describes the shipped file
@@ -111,9 +128,7 @@ def run(
         card["teacher"] = cards.entry(cfg.teacher)
     if cfg.init:
         card["init"] = cards.entry(cfg.init)
-    saved = _save(run_dir, model, card)
-    parallel.barrier(plan, "fer-run-written")
-    return saved
+    return card
 
 
 def _save(run_dir: Path, model, card: dict[str, Any]) -> dict[str, Any]:
@@ -143,35 +158,14 @@ def ensemble_run(
     single run, and its card lists every member's recipe, time and validation metrics, so
     the shipped file still traces back to ``python -m fer train`` runs.
     """
-    from fer import data
-    from fer.data import audit
     from fer.inference.dtypes import round_to_float16
     from fer.training.networks import ensemble
 
-    cleaned = audit.clean(splits)
-    seed = int(profile.get("seed") or 0)
-    train_xy, val_xy = audit.training_splits(cleaned, seed=seed)
-    fingerprint = data_fingerprint(train_xy, val_xy)
+    data = audit.prepare(splits, seed=int(profile.get("seed") or 0))
     entries, models = [], []
     for folder in map(Path, members):
-        card_file, model_file = folder / "card.json", folder / "model.keras"
-        if not (card_file.exists() and model_file.exists()):
-            raise FileNotFoundError(f"{folder} is not a finished training run (no card.json and model.keras)")
-        card = json.loads(card_file.read_text())
-        d = card.get("data", {})
-        if d.get("fingerprint") not in (None, fingerprint):
-            raise data.DataError(f"{folder} was trained on other data than {profile.get('data_source')} gives now")
-        counts = (d.get("train_images"), d.get("validation_images"))
-        if d.get("fingerprint") is None and counts != (len(train_xy[0]), len(val_xy[0])):
-            raise data.DataError(f"{folder} was trained on {counts[0]} / validated on {counts[1]} images, "
-                             f"not {len(train_xy[0])} / {len(val_xy[0])}: other data")
-        entries.append({
-            "run": short_path(folder), "sha256": cards.sha256(model_file), "fingerprint_checked": "fingerprint" in d,
-            **{k: card.get(k) for k in ("arch", "params", "config", "epochs_run", "train_wall_s", "precision",
-                                        "hardware", "date")},
-            "validation": card.get("metrics", {}).get("validation"),
-        })
-        models.append(keras.saving.load_model(model_file, compile=False))
+        entries.append(_member(folder, profile, data))
+        models.append(keras.saving.load_model(folder / "model.keras", compile=False))
     model = ensemble(models, name=name)
     if float16_weights:
         round_to_float16(model)
@@ -186,24 +180,48 @@ def ensemble_run(
         train_wall_s=round(sum(float(c["train_wall_s"] or 0) for c in entries), 1),
         precision="float32",
         hardware=hardware_seen[0] if all(h == hardware_seen[0] for h in hardware_seen) else hardware_seen,
-        data=_data_block(profile, splits, cleaned, fingerprint, len(train_xy[0]), len(val_xy[0])),
-        metrics={"validation": evaluate_model(model, *val_xy), "precision": "float32"},
+        data=_data_block(profile, data),
+        metrics={"validation": evaluate_model(model, *data.val), "precision": "float32"},
         weights_dtype="float16" if float16_weights else "float32",
     )
     return _save(run_dir, model, card)
 
 
-def _data_block(profile, splits, cleaned, fingerprint: str, train_images: int, val_images: int) -> dict[str, Any]:
-    """The card's ``data`` entry: where the data came from, its fingerprint, what was used."""
+def _member(folder: Path, profile: Mapping[str, Any], data: audit.Prepared) -> dict[str, Any]:
+    """An ensemble member's entry in its card, once its run is known finished on the same data."""
+    from fer.data import DataError
+
+    card_file, model_file = folder / "card.json", folder / "model.keras"
+    if not (card_file.exists() and model_file.exists()):
+        raise FileNotFoundError(f"{folder} is not a finished training run (no card.json and model.keras)")
+    card = json.loads(card_file.read_text())
+    d = card.get("data", {})
+    if d.get("fingerprint") not in (None, data.fingerprint):
+        raise DataError(f"{folder} was trained on other data than {profile.get('data_source')} gives now")
+    counts = (d.get("train_images"), d.get("validation_images"))
+    if d.get("fingerprint") is None and counts != (len(data.train[0]), len(data.val[0])):
+        raise DataError(f"{folder} was trained on {counts[0]} / validated on {counts[1]} images, "
+                        f"not {len(data.train[0])} / {len(data.val[0])}: other data")
+    return {
+        "run": short_path(folder), "sha256": cards.sha256(model_file), "fingerprint_checked": "fingerprint" in d,
+        **{k: card.get(k) for k in ("arch", "params", "config", "epochs_run", "train_wall_s", "precision",
+                                    "hardware", "date")},
+        "validation": card.get("metrics", {}).get("validation"),
+    }
+
+
+def _data_block(profile: Mapping[str, Any], data: audit.Prepared, train_images: int | None = None) -> dict[str, Any]:
+    """The card's ``data`` entry: where the data came from, its fingerprint, what was used
+    (``train_images``: what ``fit`` trained on, when its ``max_train`` kept fewer)."""
     source = profile.get("data_source") or _located_source()
     return {
         "profile": profile.get("profile"),
         "source": short_path(source) if Path(str(source)).exists() else str(source),
-        "fingerprint": fingerprint,
-        "train_images": int(train_images),
-        "dropped_from_train": int(len(splits["train"][0]) - len(cleaned["train"][0])),
-        "validation": next((s for s in ("val", "public_test") if s in cleaned), "split of train"),
-        "validation_images": int(val_images),
+        "fingerprint": data.fingerprint,
+        "train_images": int(len(data.train[0]) if train_images is None else train_images),
+        "dropped_from_train": data.dropped,
+        "validation": data.validation,
+        "validation_images": int(len(data.val[0])),
     }
 
 
@@ -216,14 +234,6 @@ def _located_source() -> str:
         return str(sources.locate(download_ok=False))  # never download just to name the source
     except data.DataError:
         return "unknown"
-
-
-def data_fingerprint(train_xy: tuple, val_xy: tuple) -> str:
-    """sha256 of the training and validation arrays: the same data wherever its file lives."""
-    h = hashlib.sha256()
-    for arr in (*train_xy, *val_xy):
-        h.update(np.ascontiguousarray(arr).tobytes())
-    return h.hexdigest()
 
 
 def finished_run(run_dir: Path, cfg: TrainConfig, fingerprint: str) -> dict[str, Any] | None:

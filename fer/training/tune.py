@@ -1,7 +1,7 @@
 """Hyperparameter search with keras-tuner over architecture, regularisation and augmentation.
 
 ``search(profile, splits)`` runs Hyperband (or a Bayesian/random search) on the profile's
-``train`` block, saves the best hyperparameters as JSON and returns them with a trial table.
+``main`` block, saves the best hyperparameters as JSON and returns them with a trial table.
 The final model is then retrained from those hyperparameters with the full schedule
 (``fer.training.runs.run(profile, splits, hp=result.best_hp)``), not taken from a tuner checkpoint:
 search trials are short, constant-learning-rate runs on a subsample.
@@ -33,7 +33,6 @@ from fer.devices import set_precision
 from fer.training import cluster
 from fer.training.fit import compile_model
 from fer.training.inputs import fit_inputs, resolve_pipeline
-from fer.training.runs import data_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -171,13 +170,9 @@ def search(
     base = config_from_profile(profile, "main")
     set_precision(base.precision)
     directory = Path(directory) if directory else directory_for(profile)
-    cleaned = audit.clean(splits)
-    train_xy, val_xy = audit.training_splits(cleaned, seed=base.seed)
-    cap = opts.get("max_train")
-    if cap and len(train_xy[0]) > cap:  # stratified subsample keeps the class balance
-        (train_xy, _) = audit.split_validation(*train_xy, fraction=1 - cap / len(train_xy[0]), seed=base.seed)
+    data = audit.prepare(splits, seed=base.seed, subsample=opts.get("max_train"))  # tune.max_train: stratified
     epochs = int(opts.get("epochs", 3))
-    key = search_key(base, opts, data_fingerprint(train_xy, val_xy))
+    key = search_key(base, opts, data.fingerprint)
     project = f"{algorithm}-{key}"
     role = cluster.distributed_role()
     if role == "worker" and overwrite:  # it would delete the folder the chief and the others work in
@@ -193,7 +188,7 @@ def search(
     choices = {k: opts[k] for k in CHOICES if k in opts}
     params = opts.get("params")
     space(kt.HyperParameters(), base.arch, choices, params, base.optimizer)  # a bad tune.params fails here
-    hypermodel = FerHyperModel(base, train_xy, val_xy, choices, params)
+    hypermodel = FerHyperModel(base, data.train, data.val, choices, params)
     if algorithm == "hyperband":
         tuner = _tuner(kt.Hyperband, role)(hypermodel, max_epochs=max(2, epochs), factor=int(opts.get("factor", 3)),
                                           **common)
@@ -261,9 +256,12 @@ _NOT_IN_TRIALS = ("epochs", "schedule", "early_stop", "tensorboard", "max_train"
 
 
 def search_key(base: TrainConfig, opts: Mapping[str, Any], fingerprint: str) -> str:
-    """Short hash of what decides a search's trials: training options, ``tune`` block, data."""
-    train = {k: v for k, v in asdict(base).items() if k not in _NOT_IN_TRIALS}
-    blob = json.dumps({"train": train, "tune": dict(opts), "data": fingerprint}, sort_keys=True, default=list)
+    """Short hash of what decides a search's trials: the ``main`` block's training options, the
+    ``tune`` block, the data."""
+    options = {k: v for k, v in asdict(base).items() if k not in _NOT_IN_TRIALS}
+    # "train" names the training options in the hashed text, not a profile block; renaming it would
+    # change every search's key, and no search made so far would be resumed again
+    blob = json.dumps({"train": options, "tune": dict(opts), "data": fingerprint}, sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 

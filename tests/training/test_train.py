@@ -590,14 +590,46 @@ def test_online_distillation_labels_each_augmented_batch_as_the_student_sees_it(
     assert student["pipeline"] == "host" and student["teacher"]["sha256"] == teacher_sha(path)
 
 
-def test_the_online_teacher_runs_in_keras_where_litert_is_not_the_fast_path(monkeypatch):
+def test_auto_keeps_the_online_teacher_in_the_host_pipeline_only_on_a_tensorflow_cpu(monkeypatch):
     monkeypatch.setattr(distill, "accelerators", lambda: [])
-    assert distill.teacher_backend() == "auto"  # TensorFlow on a CPU: a LiteRT copy
+    assert distill.resolve_online_teacher("auto") == "host"  # TensorFlow on a CPU
     monkeypatch.setattr(distill, "accelerators", lambda: ["NVIDIA H200"])
-    assert distill.teacher_backend() == "keras"  # beside the student on the GPU
+    assert distill.resolve_online_teacher("auto") == "step"  # beside the student on the GPU
     monkeypatch.setattr(distill, "accelerators", lambda: [])
     monkeypatch.setattr(distill, "backend", lambda: "jax")
-    assert distill.teacher_backend() == "keras"  # no TensorFlow to convert with
+    assert distill.resolve_online_teacher("auto") == "step"
+    assert distill.resolve_online_teacher("host") == "host"  # an explicit choice stands
+
+
+def test_the_teacher_is_a_float32_keras_model_never_a_tflite_copy(splits, tmp_path, monkeypatch):
+    from fer.inference import cards
+    from fer.inference.predict import ModelFileError
+
+    path = tmp_path / "teacher.keras"
+    dtypes.retyped_copy(networks.build("resnet", tiny_profile()["main"]["hp"]), "float16").save(path)  # as ship() stores it
+    net = dtypes.float32_copy(keras.saving.load_model(path, compile=False))  # what the teacher must compute
+
+    def no_tflite(*args, **kwargs):
+        raise AssertionError("the teacher went through TFLite")
+
+    monkeypatch.setattr(runtimes, "cached_tflite", no_tflite)
+    monkeypatch.setattr(runtimes, "LiteRuntime", no_tflite)
+    teacher = distill.load_teacher(path)
+    assert dtypes.policies(keras.saving.load_model(path, compile=False)) == {"float16"}
+    assert dtypes.policies(teacher) == {"float32"}
+    x, y = splits["train"]
+    probs = Classifier(net).predict_proba(x, tta="flip")
+    targets = distill.soft_targets(x, y, tiny_config(teacher=str(path), distill=0.5))
+    np.testing.assert_allclose(targets, 0.5 * np.eye(len(CLASSES))[y] + 0.5 * probs, atol=1e-5)
+    views = x[:4, 4:44, 4:44].astype("float32")  # what the host pipeline hands an online teacher
+    np.testing.assert_allclose(distill.host_teacher(path).forward(views),
+                               Classifier(net).forward(views), atol=1e-5)
+    # refused as fer.load_classifier refuses a model: missing, or not what its card says
+    with pytest.raises(ModelFileError, match="no such model file"):
+        distill.load_teacher(tmp_path / "nowhere.keras")
+    cards.card_path(path).write_text(json.dumps({"sha256": "0" * 64}))
+    with pytest.raises(ModelFileError, match="checksum"):
+        distill.load_teacher(path)
 
 
 @pytest.mark.slow
@@ -633,7 +665,7 @@ def test_an_online_teacher_in_the_train_step_gives_the_host_pipelines_targets(sp
     assert card["teacher"]["sha256"] == teacher_sha(path)
     saved = keras.saving.load_model(tmp_path / "student" / "model.keras")
     assert saved.count_params() == card["params"] == networks.build("resnet", profile["main"]["hp"]).count_params()
-    monkeypatch.setattr(distill, "accelerators", lambda: [])  # TensorFlow on a CPU: LiteRT in the host pipeline
+    monkeypatch.setattr(distill, "accelerators", lambda: [])  # TensorFlow on a CPU: the host pipeline
     assert distill.resolve_online_teacher("auto") == "host" and distill.resolve_online_teacher("step") == "step"
     with pytest.raises(ValueError, match="host pipeline"):  # so auto with tf.data is refused here, before training
         runs.run(profile, splits, hp={"teacher": path, "distill": 0.75, "distill_online": True, "pipeline": "tf.data"},
