@@ -12,7 +12,8 @@ augmentation: ``lite``, the 92 k lite (widths 44-88-176, the shipped lite's) wit
 in its recipe). The two placements alternate,
 ``--repeats`` rounds of three epochs each, and the first epoch of each run (compilation) is
 left out. Prints the median milliseconds per training step of each and their ratio.
-Any backend; under TensorFlow on a CPU the ``host`` teacher is a LiteRT copy, as in training.
+Any backend; the teacher is a float32 Keras model in both places, as in training
+(``fer.training.distill.load_teacher``; until 2026-12-06 the ``host`` teacher was a LiteRT copy).
 """
 
 from __future__ import annotations

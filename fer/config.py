@@ -143,9 +143,10 @@ class TrainConfig:
     # False: the teacher labels each clean face once, before training (one inference pass);
     # True: it labels every augmented, mixed-up batch as the student sees it (online_teacher: where)
     distill_online: bool = False
-    # where an online teacher runs: host (in the host pipeline, on each finished batch; LiteRT on a
-    # TensorFlow CPU) | step (inside the compiled train step, on the student's device: no host
-    # round trip per batch) | auto (host on a TensorFlow CPU, where LiteRT is the fastest; else step)
+    # where an online teacher runs: host (in the host pipeline, on each finished batch) | step
+    # (inside the compiled train step, on the student's device: no host round trip per batch) |
+    # auto (host on a TensorFlow CPU, step elsewhere); either way a float32 Keras model
+    # (fer.training.distill.load_teacher)
     online_teacher: str = "auto"
     init: str | None = None  # a trained model (.keras) of the same network to start from (fine-tuning)
 
