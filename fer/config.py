@@ -33,12 +33,28 @@ def _dir(env: str, default: Path) -> Path:
     return Path(value).expanduser().resolve() if value else default
 
 
+#: A checkout of the repository (``pyproject.toml`` beside the package) keeps its run-time files
+#: in ``data/``, ``runs/`` and ``reports/``; an installed package (a wheel in site-packages) keeps
+#: them in the user's cache folder (platformdirs: ``~/.cache/fer-study`` on Linux), never inside
+#: the package, so a read-only install works. The environment variables below override either.
+IN_CHECKOUT = (PROJECT_DIR / "pyproject.toml").is_file() and (PROJECT_DIR / "params").is_dir()
+
+
+def _home() -> Path:
+    if IN_CHECKOUT:
+        return PROJECT_DIR
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("fer-study", appauthor=False))
+
+
+HOME = _home()
 #: ``data/raw`` is immutable input, ``data/processed`` is derived (the array cache).
-DATA_DIR = _dir("FER_DATA_DIR", PROJECT_DIR / "data")
+DATA_DIR = _dir("FER_DATA_DIR", HOME / "data")
 RAW_DIR = DATA_DIR / "raw"
 PROCESSED_DIR = _dir("FER_CACHE_DIR", DATA_DIR / "processed")
-REPORTS_DIR = _dir("FER_REPORTS_DIR", PROJECT_DIR / "reports")
-RUNS_DIR = _dir("FER_RUNS_DIR", PROJECT_DIR / "runs")
+REPORTS_DIR = _dir("FER_REPORTS_DIR", HOME / "reports")
+RUNS_DIR = _dir("FER_RUNS_DIR", HOME / "runs")
 PARAMS_DIR = PROJECT_DIR / "params"
 NOTEBOOKS_DIR = PROJECT_DIR / "notebooks"
 WEIGHTS_DIR = PACKAGE_DIR / "weights"

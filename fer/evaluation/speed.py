@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fer.config import PROJECT_DIR, SHARED_DIR
+from fer.config import HOME, SHARED_DIR
 
-SIDE_VENV = PROJECT_DIR / ".bench-venv"
+SIDE_VENV = HOME / ".bench-venv"  # the checkout, or the user's cache folder when installed
 #: What the side venv installs on top of this venv's packages (seen through a .pth file).
 SIDE_REQUIREMENTS = ("opencv-python-headless>=4.8,<5", "setuptools<81", "requests")
 PYPI_FER = "fer==25.10.3"

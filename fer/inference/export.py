@@ -110,6 +110,30 @@ def export(model_path: str | os.PathLike | None = None, out_dir: str | os.PathLi
     return written
 
 
+def ship_tflite(model_path: str | os.PathLike) -> Path:
+    """Write the TFLite file a shipped ``.keras`` model ships with (``main.keras`` → ``main.tflite``)
+    and record it in the model's card (``tflite``: file, sha256, size, weights), so inference on
+    the shipped models runs it directly: no conversion, no TensorFlow, nothing written at run time.
+
+    A model whose weights are float16 values (``weights_dtype``) ships float16 TFLite weights:
+    half the size and, expanded to float32 when the interpreter starts, the same weights."""
+    from fer.quiet import silenced
+
+    path = Path(model_path)
+    clf = load_classifier(path, backend="keras")
+    weights = "float16" if clf.card.get("weights_dtype") == "float16" else "float32"
+    out = path.with_suffix(".tflite")
+    with silenced():
+        blob = to_tflite(clf.model, "float16" if weights == "float16" else None)
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(blob)
+    tmp.replace(out)
+    card = cards.read(path)
+    card["tflite"] = {"file": out.name, "sha256": cards.sha256(out), "size_bytes": out.stat().st_size, "weights": weights}
+    cards.write(path, card)
+    return out
+
+
 def _write_card(path: Path, source_card: dict, fmt: str) -> None:
     """``<file>.json`` (e.g. ``main.onnx.json``) beside the export: the source model's card, re-keyed to this file, so
     ``load_classifier`` verifies it like a ``.keras`` file and tools can read where it came from."""

@@ -135,6 +135,20 @@ def _load_keras(path: Path):
     return float32_copy(model)  # a file stored with float16 (or bf16) layers computes in float32
 
 
+def shipped_tflite(path: Path, card: dict[str, Any]) -> Path | None:
+    """The TFLite file a shipped ``.keras`` model ships with (its card's ``tflite`` entry, written by
+    ``fer.inference.export.ship_tflite``), or None for a model without one. A file that does not
+    match its recorded sha256 is refused like a corrupted model."""
+    entry = card.get("tflite") or {}
+    tflite = path.with_name(entry["file"]) if entry.get("file") else None
+    if tflite is None or not tflite.exists():
+        return None
+    if entry.get("sha256") and cards.sha256(tflite) != entry["sha256"]:
+        raise ModelFileError(f"{tflite} does not match the checksum in {cards.card_path(path).name}: the file is "
+                             "corrupted or was replaced. Restore it (git checkout -- fer/weights) or reinstall.")
+    return tflite
+
+
 def load_classifier(path: str | os.PathLike | None = None, verify: bool = True,
                     backend: str = "auto") -> Classifier:
     """Load ``path`` (``.keras``, or an exported ``.tflite``/``.onnx``), or the bundled model.
@@ -163,6 +177,9 @@ def load_classifier(path: str | os.PathLike | None = None, verify: bool = True,
         except Exception as err:
             raise ModelFileError(f"{path}: could not be loaded as an exported model ({err}).") from err
     if backend != "keras":
+        shipped = shipped_tflite(path, card)
+        if shipped is not None:  # a shipped model: its own TFLite file, no TensorFlow, no conversion
+            return Classifier(None, card, path, runtime=runtimes.LiteRuntime(shipped))
         cached = runtimes.cache_path(digest)
         if cached.exists():  # no TensorFlow import at all: the CLI starts in ~1 s
             try:
@@ -173,7 +190,7 @@ def load_classifier(path: str | os.PathLike | None = None, verify: bool = True,
     runtime = None
     if backend != "keras":
         try:
-            runtime = runtimes.LiteRuntime(runtimes.cached_tflite(model, digest))
+            runtime = runtimes.LiteRuntime(runtimes.cached_tflite(model, digest, path.name))
         except Exception as err:
             if backend == "litert":
                 raise ModelFileError(f"{path}: could not be converted to TFLite ({err}).") from err

@@ -136,7 +136,11 @@ class LiteRuntime:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         with (self._small if len(batch) <= 16 else self._large).use() as it:
-            return it.run(np.ascontiguousarray(batch, np.float32), self.crop)
+            probs = it.run(np.ascontiguousarray(batch, np.float32), self.crop)
+        # Rows sum to 1 again: a file with float16 constants (the shipped main.tflite) holds an
+        # ensemble's 1/3 as 0.33325, which scales every row by 0.99976 and changes no ranking.
+        total = probs.sum(axis=1, keepdims=True)
+        return np.divide(probs, total, out=probs, where=total > 0) if probs.ndim == 2 else probs
 
 
 class _Sized:
@@ -185,12 +189,21 @@ def cache_path(sha: str) -> Path:
     return MODEL_CACHE_DIR / f"{sha[:20]}.tflite"
 
 
-def cached_tflite(model, sha: str | None) -> bytes:
-    """The float32 TFLite copy of a Keras model, converted once per model file (by sha256)."""
+def cached_tflite(model, sha: str | None, name: str = "the model") -> bytes:
+    """The float32 TFLite copy of a Keras model, converted once per model file (by sha256).
+
+    A conversion says so in one line on stderr and nothing else (the converter's own log is
+    silenced: :func:`fer.quiet.silenced`). The shipped models never come here: they ship their
+    TFLite files (``fer.inference.predict.shipped_tflite``)."""
+    from fer.quiet import silenced
+
     path = cache_path(sha) if sha else None
     if path is not None and path.exists():
         return path.read_bytes()
-    blob = to_tflite(model)
+    where = f"; cached in {path.parent}" if path is not None else ""
+    print(f"converting {name} to TFLite for fast inference, once{where}", file=sys.stderr, flush=True)
+    with silenced():
+        blob = to_tflite(model)
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

