@@ -6,8 +6,8 @@ need none of the training stack.
 - :mod:`~fer.apps.annotate`: ``python -m fer annotate`` (an annotated video and a CSV);
 - :mod:`~fer.apps.webcam`, :mod:`~fer.apps.demo`: the notebook widget and the demo's replay
   and photo upload;
-- :mod:`~fer.apps.serve`, :mod:`~fer.apps.uploads`, :mod:`~fer.apps.workers`,
-  :mod:`~fer.apps.stream`: the web app, its upload checks, its worker processes and its MJPEG
-  stream;
+- :mod:`~fer.apps.serve`, :mod:`~fer.apps.access`, :mod:`~fer.apps.uploads`,
+  :mod:`~fer.apps.workers`, :mod:`~fer.apps.stream`: the web app, its access token off
+  loopback, its upload checks, its worker processes and its MJPEG stream;
 - :mod:`~fer.apps.loadtest`: the web app under concurrent clients.
 """

@@ -11,6 +11,9 @@ waitress, a production WSGI server, on 127.0.0.1 unless a host is asked for. Rou
 - ``GET /video_feed``: the ``--source`` camera or file, annotated, as MJPEG (:mod:`fer.apps.stream`);
 - ``GET /healthz``: ``{"status", "model", "stream"}`` for monitoring, without running the model.
 
+Off loopback the server asks for an access token on every route but ``/healthz``
+(:mod:`fer.apps.access`: ``?token=`` then a cookie, or ``Authorization: Bearer``).
+
 Uploads are analysed by worker processes (:mod:`fer.apps.workers`, one per core) while waitress's
 threads do the HTTP; with ``--workers 0`` (and in ``create_app()`` by default) they are analysed
 in the request threads, in parallel too: the detector and the classifier keep one interpreter per
@@ -21,7 +24,6 @@ JSON ``{"error": ...}`` with a 4xx status, never a trace.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import signal
 import sys
@@ -34,6 +36,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from fer.apps import uploads
+from fer.apps.access import is_loopback, login_urls, protect
 from fer.apps.stream import MIMETYPE, VideoStream
 from fer.apps.uploads import MAX_PIXELS, BadImage, warm_up
 from fer.apps.workers import Workers, WorkersUnavailable
@@ -71,15 +74,18 @@ def model_info() -> dict[str, Any]:
 
 def create_app(analyze: Analyze | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                max_pixels: int = MAX_PIXELS, stream: VideoStream | None = None,
-               workers: Workers | None = None) -> Flask:
+               workers: Workers | None = None, token: str | None = None) -> Flask:
     """Build the app. ``analyze`` defaults to :func:`fer.analyze` (looked up per request, so a
     test can monkeypatch it); ``stream`` is the ``--source`` video behind ``/video_feed``;
-    ``workers`` (:class:`fer.apps.workers.Workers`) analyse uploads in other processes."""
+    ``workers`` (:class:`fer.apps.workers.Workers`) analyse uploads in other processes; with a
+    ``token``, every route but ``/healthz`` asks for it (:func:`fer.apps.access.protect`)."""
     # templates/ and static/ are the package's, shared with the webcam widget and the reports
     app = Flask(__name__, template_folder=PACKAGE_DIR / "templates", static_folder=PACKAGE_DIR / "static")
     app.config["MAX_CONTENT_LENGTH"] = max_upload_bytes
     app.json.sort_keys = False  # keep probabilities in class order
     limit = f"{max_upload_bytes / 2**20:g} MB"
+    if token is not None:
+        protect(app, token)
 
     @app.get("/")
     def index():
@@ -157,25 +163,19 @@ def _error(message: str, status: int):
     return jsonify(error=message), status
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:  # a host name: it may resolve to anything
-        return False
-
-
 def serve(host: str = "127.0.0.1", port: int = 5000, threads: int = SERVE_THREADS, workers: int | None = None,
           source: str | None = None, max_upload_mb: float = MAX_UPLOAD_MB, max_viewers: int = MAX_VIEWERS,
-          debug: bool = False, warm: bool = True) -> None:
+          debug: bool = False, warm: bool = True, token: str | None = None, show_token: bool = True) -> None:
     """Run the app under waitress (``debug``: Flask's development server, loopback only).
 
     ``workers`` processes (default: one per CPU core; 0: none) analyse the uploads while
     ``threads`` waitress threads handle HTTP. ``source`` (a camera index or a video file) is opened
     once, here, and streamed at ``/video_feed`` to up to ``max_viewers`` viewers, each on a thread
     of its own (so they never take the uploads' threads); no request can name another source. The
-    camera is released and the workers stop when the server stops.
+    camera is released and the workers stop when the server stops. With a ``token`` (the CLI's
+    :func:`fer.apps.access.resolve_token`), every route but ``/healthz`` asks for it, and the URLs
+    to open are printed with it (with ``?token=...`` in its place unless ``show_token``); without
+    one, a host that is not loopback gets a warning.
     """
     if debug and not is_loopback(host):
         raise ValueError(f"--debug runs Flask's development server, which must not face a network; "
@@ -198,14 +198,15 @@ def serve(host: str = "127.0.0.1", port: int = 5000, threads: int = SERVE_THREAD
             pool.warm()
         if stream is not None:
             stream.start()
-        app = create_app(max_upload_bytes=int(max_upload_mb * 2**20), stream=stream, workers=pool)
-        if not is_loopback(host):
-            print(f"warning: serving on {host}: anyone who can reach this machine can use the app "
-                  "(it has no authentication).", file=sys.stderr)
+        app = create_app(max_upload_bytes=int(max_upload_mb * 2**20), stream=stream, workers=pool, token=token)
+        if token is None and not is_loopback(host):
+            print(f"warning: serving on {host} without an access token (--no-token): anyone who can reach "
+                  "this machine can use the app (it has no authentication).", file=sys.stderr)
         if debug:
+            _print_login([(host, port)], token, show_token)
             app.run(host=host, port=port, threaded=True, debug=True, use_reloader=False)
             return
-        _run_waitress(app, host, port, threads, pool, stream)
+        _run_waitress(app, host, port, threads, pool, stream, token, show_token)
     finally:
         if stream is not None:
             stream.stop()
@@ -214,18 +215,20 @@ def serve(host: str = "127.0.0.1", port: int = 5000, threads: int = SERVE_THREAD
 
 
 def _run_waitress(app: Flask, host: str, port: int, threads: int, pool: Workers | None,
-                  stream: VideoStream | None) -> None:
+                  stream: VideoStream | None, token: str | None = None, show_token: bool = True) -> None:
     from waitress import create_server
 
     viewers = stream.max_viewers if stream is not None else 0
     server = create_server(app, host=host, port=port, threads=threads + viewers, ident="fer-study",
                            channel_timeout=30)
-    where = ", ".join(f"http://{h}:{p}" for h, p in _addresses(server))
+    addresses = _addresses(server)
+    where = ", ".join(f"http://{h}:{p}" for h, p in addresses)
     n = pool.processes if pool else 0
     how = [f"{threads} threads", f"{n or 'no'} worker process{'' if n == 1 else 'es'}"]
     if stream is not None:
         how.append(f"streaming {stream.name} at /video_feed to up to {viewers} viewers")
     print(f"Serving on {where} (waitress; {', '.join(how)}). Ctrl+C stops.", flush=True)
+    _print_login(addresses, token, show_token)
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm) if main else None  # kill, systemd, docker stop
     try:
@@ -239,6 +242,15 @@ def _run_waitress(app: Flask, host: str, port: int, threads: int, pool: Workers 
             stream.stop()  # ends every viewer's response, so their threads finish before the sockets close
         server.task_dispatcher.shutdown(timeout=5)
         server.close()
+
+
+def _print_login(addresses: list[tuple[str, int]], token: str | None, show_token: bool) -> None:
+    """As Jupyter does: the URLs to open, with the token in them."""
+    if token is None:
+        return
+    urls = "\n".join(f"    {url}" for url in login_urls(addresses, token, show_token))
+    print(f"Open the app with its access token (the page then keeps it in a cookie; scripts send "
+          f"'Authorization: Bearer <token>'):\n{urls}", flush=True)
 
 
 class _Stopped(Exception):

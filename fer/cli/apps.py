@@ -236,10 +236,17 @@ def add_serve(sub) -> None:
         "where you upload a photo or use your webcam, POST /api/predict (multipart field 'image', or a "
         "raw image/jpeg or image/png body) and GET /healthz. With --source, the server reads a camera "
         "or a video file itself and streams it annotated at GET /video_feed (shown on the page). Binds "
-        "to 127.0.0.1 unless --host says otherwise; works offline."))
+        "to 127.0.0.1 unless --host says otherwise; any other host asks for an access token on every "
+        "route but /healthz: ?token=... in the URL (kept in a cookie) or 'Authorization: Bearer TOKEN'. "
+        "Works offline."))
     p.add_argument("--host", default="127.0.0.1",
-                   help="interface to bind (default: 127.0.0.1, this machine only; anything else prints a "
-                        "warning: the app has no authentication)")
+                   help="interface to bind (default: 127.0.0.1, this machine only; any other host asks for an "
+                        "access token)")
+    p.add_argument("--token",
+                   help="the access token to ask for (default: $FER_TOKEN, else, off loopback, one generated and "
+                        "printed with the URL); prefer FER_TOKEN: other users of this machine can read a command line")
+    p.add_argument("--no-token", action="store_true",
+                   help="no access token off loopback: anyone who can reach the machine can use the app (a warning)")
     p.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
     p.add_argument("--source", metavar="CAMERA|VIDEO",
                    help="stream this camera index (0 is the first webcam) or video file (looped), annotated, "
@@ -259,15 +266,17 @@ def add_serve(sub) -> None:
 
 
 def cmd_serve(args) -> int:
-    from fer.apps import serve
+    from fer.apps import access, serve
     from fer.apps.video import SourceError
 
     if args.debug and not serve.is_loopback(args.host):
         raise CLIError(f"--debug runs Flask's development server, which must not face a network; "
                        f"drop --debug to serve on {args.host}.")
     try:
+        token, generated = access.resolve_token(args.host, args.token, args.no_token, os.environ)
         serve.serve(host=args.host, port=args.port, threads=args.threads, workers=args.workers, source=args.source,
-                    max_viewers=args.max_viewers, max_upload_mb=args.max_upload_mb, debug=args.debug)
+                    max_viewers=args.max_viewers, max_upload_mb=args.max_upload_mb, debug=args.debug,
+                    token=token, show_token=generated)
     except (SourceError, ValueError) as err:
         raise CLIError(str(err)) from None
     except OSError as err:

