@@ -126,6 +126,7 @@ def main() -> int:
         must(built.returncode == 0 and len(wheels) == 1, f"the wheel builds ({wheels[0].name if wheels else '-'})", built)
         run([sys.executable, "-m", "venv", venv])
         python = venv / "bin" / "python"
+        empty = size_mb(venv)  # a bare venv: its own pip (and setuptools, on older Pythons)
         start = time.perf_counter()
         installed = run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", wheels[0]])
         must(installed.returncode == 0, f"the wheel installs with its core dependencies ({time.perf_counter() - start:.0f} s)",
@@ -133,7 +134,9 @@ def main() -> int:
         site = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]).stdout.strip())
         absent = run([python, "-c", f"import importlib.util as u, sys; sys.exit(any(u.find_spec(m) for m in {HEAVY!r}))"])
         must(absent.returncode == 0, f"none of {', '.join(HEAVY)} is installed", absent)
-        print(f"check_wheel: core install {size_mb(venv):.0f} MB (venv), site-packages {size_mb(site):.0f} MB", flush=True)
+        total = size_mb(venv)
+        print(f"check_wheel: core install {total - empty:.0f} MB on disk (the venv: {total:.0f} MB, of which "
+              f"{empty:.0f} MB is the bare venv)", flush=True)
         before = files_under(site)
         # a user's machine: HOME's cache folder, nothing of this checkout's environment
         env = {k: v for k, v in os.environ.items() if not k.startswith(("FER_", "PYTHON", "VIRTUAL_ENV"))}

@@ -121,8 +121,14 @@ def silenced():
 
     For TensorFlow's TFLite converter, which prints hundreds of lines (``Saved artifact at``,
     every ``TensorSpec``) from Python and C++ alike; a user asked for one model, not its trace."""
-    with _STDERR_LOCK, tempfile.TemporaryFile(mode="w+b") as tmp:
-        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    # Both levels: C++ writes to the descriptors; Python's print() to sys.stdout, which a notebook
+    # kernel (or pytest) points somewhere else than descriptor 1.
+    text = io.StringIO()
+    with _STDERR_LOCK, tempfile.TemporaryFile(mode="w+b") as tmp, redirect_stdout(text), redirect_stderr(text):
+        for stream in (sys.__stdout__, sys.__stderr__):
             _flush(stream)
         saved = [os.dup(1), os.dup(2)]
         os.dup2(tmp.fileno(), 1)
@@ -131,10 +137,10 @@ def silenced():
             yield
         except BaseException as err:
             tmp.seek(0)
-            err.add_note(tmp.read().decode("utf-8", "replace")[-4000:])
+            err.add_note((text.getvalue() + tmp.read().decode("utf-8", "replace"))[-4000:])
             raise
         finally:
-            for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            for stream in (sys.__stdout__, sys.__stderr__):
                 _flush(stream)
             for fd, copy in zip((1, 2), saved, strict=True):
                 os.dup2(copy, fd)

@@ -47,7 +47,7 @@ def require_checkout(command: str) -> None:
 
     if not IN_CHECKOUT:
         raise CLIError(f"python -m fer {command} runs the study, which needs the repository (params/, notebooks/), "
-                       f"not an installed package: git clone {_repository()} && cd fer-study && make env")
+                       f"not an installed package: git clone {_repository()}, then run it there (`make env` sets it up)")
 
 
 def _repository() -> str:

@@ -131,7 +131,9 @@ def cmd_export(args) -> int:
         raise CLIError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(export.FORMATS)}.")
     try:
         written = export.export(args.model, args.out_dir, formats)
-    except ImportError as err:  # an extra that is not installed: say which
+    except ModuleNotFoundError:  # Keras or TensorFlow: fer.cli.main names the study extra
+        raise
+    except ImportError as err:  # tf2onnx: export says which extra
         raise CLIError(str(err)) from None
     faces = export.check_faces(args.check) if args.check else None
     reference = predict.load_classifier(args.model, backend="keras") if args.check else None

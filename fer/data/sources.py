@@ -46,7 +46,8 @@ def download(dest: str | os.PathLike = RAW_DIR) -> Path:
     try:
         import kagglehub
     except ImportError as err:
-        raise DataError("kagglehub is not installed: pip install kagglehub") from err
+        raise DataError("downloading FER2013 needs kagglehub, part of the study extra: "
+                        "pip install 'fer-study[study]' (or pass the data you have)") from err
     try:
         cached = Path(kagglehub.dataset_download(KAGGLE_DATASET))  # shows its own progress bar
     except Exception as err:

@@ -146,3 +146,23 @@ def test_onnx_without_its_extra_is_refused_before_anything_is_written(tmp_path, 
     assert "pip install 'fer-study[export]'" in capsys.readouterr().err
     assert not out.exists() or not any(out.iterdir())
 
+
+
+def test_a_keras_model_of_your_own_is_converted_once_and_quietly(tmp_path, monkeypatch, capfd):
+    """One line says the conversion happens; TensorFlow's converter log (hundreds of lines) does
+    not reach the terminal, and the second load takes the cached copy without a word."""
+    from fer import load_classifier
+    from fer.training import networks
+
+    monkeypatch.setattr(runtimes, "MODEL_CACHE_DIR", tmp_path / "cache")
+    path = tmp_path / "mine.keras"
+    networks.build("resnet", {"crop": 40, "stem_width": 8, "widths": [8], "blocks": [1]}).save(path)
+    capfd.readouterr()
+    first = load_classifier(path)
+    out, err = capfd.readouterr()
+    assert first.backend == "litert" and out == ""
+    assert err.splitlines() == [f"converting mine.keras to TFLite for fast inference, once; cached in {tmp_path / 'cache'}"]
+    again = load_classifier(path)
+    assert again.backend == "litert" and capfd.readouterr() == ("", "")
+    faces = np.random.default_rng(0).integers(0, 256, (3, 48, 48), dtype=np.uint8)
+    np.testing.assert_allclose(first.predict_proba(faces), again.predict_proba(faces), atol=1e-6)
