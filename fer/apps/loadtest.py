@@ -88,11 +88,12 @@ def load(url: str, image: bytes, clients: int = 8, seconds: float = 30.0, raw: b
 
 
 def sample_jpeg() -> bytes:
-    """A 640x480 JPEG with one real face (scikit-image's astronaut), what the load posts by default."""
+    """A 640x480 JPEG with one real face (the astronaut the package ships), what the load posts by default."""
     import cv2
-    from skimage import data as skdata
 
-    face = cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR)[0:360, 60:420]
+    from fer.inference.faces import sample_photo
+
+    face = sample_photo()[0:360, 60:420]
     canvas = np.full((480, 640, 3), 128, np.uint8)
     canvas[60:420, 140:500] = face
     ok, buf = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 85])

@@ -8,8 +8,8 @@ frame, and :func:`fer.analyze` per 640x480 frame. ``compare_fer=True`` sends the
 frames through ``fer.fer.FER().detect_emotions`` (Haar + its Keras/TFLite CNN) in a side venv
 (``.bench-venv``: OpenCV 4.x, since that package needs ``CascadeClassifier``; its name also
 clashes with ours), made on first use, and reports the ratio. Frames come from
-``shared/media/woman2.mp4`` resized to 640x480, or, without ``shared/``, scikit-image's
-astronaut photo.
+``shared/media/woman2.mp4`` resized to 640x480, or, without ``shared/``, the astronaut photo the
+package ships (:func:`fer.inference.faces.sample_photo`).
 """
 
 from __future__ import annotations
@@ -106,10 +106,9 @@ def frames_640x480(n: int) -> list[np.ndarray]:
                 break
             out.append(cv2.resize(frame, (640, 480), interpolation=cv2.INTER_AREA))
     if not out:
-        from skimage import data
+        from fer.inference.faces import sample_photo
 
-        photo = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (640, 480))
-        out = [photo] * n
+        out = [cv2.resize(sample_photo(), (640, 480))] * n
     return out
 
 

@@ -350,3 +350,15 @@ def crop(gray: np.ndarray, face: Face, size: int = 48, margin: float = MARGIN, s
     patch = cv2.warpAffine(gray, m, (n, n), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     interp = cv2.INTER_AREA if n > size else cv2.INTER_LINEAR
     return cv2.resize(patch, (size, size), interpolation=interp)
+
+
+def sample_photo() -> np.ndarray:
+    """A real face to time and try things on without any data: scikit-image's astronaut photo
+    (Eileen Collins, NASA, public domain) as a 512x512 BGR image, shipped in ``fer/static`` so an
+    install without scikit-image (the core) has it too."""
+    import cv2
+
+    from fer.config import PACKAGE_DIR
+
+    return cv2.imread(str(PACKAGE_DIR / "static" / "astronaut.jpg"), cv2.IMREAD_COLOR)
+
