@@ -42,8 +42,9 @@ class Classifier:
     """A trained expression classifier. ``predict_proba`` is the whole public contract.
 
     ``runtime`` (a callable on float32 ``(N, crop, crop, 1)`` batches) replaces the Keras call
-    when given: LiteRT or onnxruntime for exported files, or a cached TFLite copy of the Keras
-    model (``backend="litert"``, see :mod:`fer.inference.runtimes`), which is several times faster per face.
+    when given: LiteRT or onnxruntime for exported files, the TFLite file a shipped model ships
+    with (:func:`shipped_tflite`), or a cached TFLite copy of another Keras model
+    (``backend="litert"``, see :mod:`fer.inference.runtimes`), several times faster per face.
     """
 
     def __init__(self, model=None, card: dict | None = None, path: Path | None = None, runtime=None):
