@@ -31,14 +31,19 @@ def request_body(image: bytes, raw: bool = False, content_type: str = "image/jpe
 
 
 def load(url: str, image: bytes, clients: int = 8, seconds: float = 30.0, raw: bool = False,
-         timeout: float = 10.0) -> dict:
+         timeout: float = 10.0, token: str | None = None) -> dict:
     """Post ``image`` to ``url`` (the app's root or its ``/api/predict``) from ``clients``
-    threads for ``seconds``; requests/s, p50/p95/p99 latency in ms, errors by kind."""
+    threads for ``seconds``; requests/s, p50/p95/p99 latency in ms, errors by kind. A server
+    that asks for an access token (``fer.apps.access``) gets ``token``, or the ``?token=`` of
+    the URL ``python -m fer serve`` printed, as ``Authorization: Bearer``."""
     parts = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
     if parts.scheme != "http" or not parts.hostname:
         raise ValueError(f"{url}: give an http:// address, e.g. http://127.0.0.1:5000")
     path = parts.path if parts.path.endswith("/api/predict") else parts.path.rstrip("/") + "/api/predict"
     body, headers = request_body(image, raw)
+    token = token or urllib.parse.parse_qs(parts.query).get("token", [None])[0]
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     ms: list[float] = []
     faces: list[int] = []
     errors: Counter = Counter()

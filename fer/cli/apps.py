@@ -156,7 +156,8 @@ def add_bench(sub) -> None:
     p.add_argument("--frames", type=int, default=60, help="640x480 frames to time analyze on (default: 60)")
     p.add_argument("--model", help="model file (default: the bundled one)")
     p.add_argument("--compare-fer", action="store_true", help="also time the PyPI fer package (side venv)")
-    p.add_argument("--url", help="a running `python -m fer serve`, e.g. http://127.0.0.1:5000: load-test it")
+    p.add_argument("--url", help="a running `python -m fer serve`, e.g. http://127.0.0.1:5000: load-test it (a server "
+                                 "that asks for a token: the URL it printed, with ?token=, or $FER_TOKEN)")
     p.add_argument("--clients", type=int, default=8, help="with --url: concurrent clients (default: 8)")
     p.add_argument("--seconds", type=float, default=30.0, help="with --url: how long (default: 30)")
     p.add_argument("--image", help="with --url: the photo to post (default: one face in a 640x480 frame)")
@@ -187,7 +188,8 @@ def _load_test(args) -> int:
     else:
         image = loadtest.sample_jpeg()
     try:
-        results = loadtest.load(args.url, image, clients=args.clients, seconds=args.seconds)
+        results = loadtest.load(args.url, image, clients=args.clients, seconds=args.seconds,
+                                token=os.environ.get("FER_TOKEN") or None)
     except ValueError as err:
         raise CLIError(str(err)) from None
     if results["requests"] == 0:

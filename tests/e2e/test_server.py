@@ -397,6 +397,9 @@ def test_a_server_started_with_a_token_asks_every_route_but_healthz_for_it(tmp_p
         status, headers, _ = ask("GET", "/?token=abc")
         assert status == 303 and headers["Location"] == "/"
         assert ask("GET", "/", {"Cookie": headers["Set-Cookie"].split(";")[0]})[0] == 200
+        base = f"http://127.0.0.1:{port}"  # the load test passes the printed URL's token as the header
+        assert loadtest.load(f"{base}/?token=abc", loadtest.sample_jpeg(), clients=1, seconds=0.5)["errors"] == 0
+        assert loadtest.load(base, loadtest.sample_jpeg(), clients=1, seconds=0.5)["error_kinds"].keys() == {"HTTP 401"}
     printed = log.read_text()
     assert f"http://127.0.0.1:{port}/?token=..." in printed and "token=abc" not in printed  # a given token is not echoed
 
