@@ -169,11 +169,11 @@ def test_astronaut_smile_is_happy():
 def test_the_bundled_model_called_from_many_threads_answers_each_as_alone():
     from concurrent.futures import ThreadPoolExecutor
 
-    from fer.inference import cards, runtimes
+    from fer.inference import runtimes
 
     clf = fer.load_classifier()
     assert clf.backend == "litert"
-    runtime = runtimes.LiteRuntime(runtimes.cache_path(cards.sha256(clf.path)), pool_size=2)
+    runtime = runtimes.LiteRuntime(predict.shipped_tflite(clf.path, clf.card), pool_size=2)
     rng = np.random.default_rng(0)
     batches = [rng.uniform(0, 255, (n, runtime.crop, runtime.crop, 1)).astype(np.float32) for n in (1, 3, 1, 20, 2, 1)]
     alone = [runtime(b) for b in batches]
