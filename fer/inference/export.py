@@ -128,8 +128,8 @@ def ship_tflite(model_path: str | os.PathLike) -> Path:
     tmp = out.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_bytes(blob)
     tmp.replace(out)
-    card = cards.read(path)
-    card["tflite"] = {"file": out.name, "sha256": cards.sha256(out), "size_bytes": out.stat().st_size, "weights": weights}
+    card = {**clf.card, "tflite": {"file": out.name, "sha256": cards.sha256(out), "size_bytes": out.stat().st_size,
+                                   "weights": weights}}
     cards.write(path, card)
     return out
 

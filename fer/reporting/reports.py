@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from fer.config import NOTEBOOKS_DIR, PROJECT_DIR, REPORTS_DIR, load_profile
+from fer.config import IN_CHECKOUT, NOTEBOOKS_DIR, PROJECT_DIR, REPORTS_DIR, load_profile
 from fer.reporting.frontpage import headline, write_index  # noqa: F401 - both part of fer.reporting.reports' API
 
 KERNEL_NAME = "fer-study-python"
@@ -69,7 +69,7 @@ def current_interpreter_kernel() -> Iterator[str]:
             "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
             "display_name": f"Python ({sys.executable})", "language": "python",
         }
-        if (PROJECT_DIR / "pyproject.toml").exists():
+        if IN_CHECKOUT:
             kernel["env"] = {"PYTHONPATH": os.pathsep.join(
                 [str(PROJECT_DIR), *filter(None, [os.environ.get("PYTHONPATH")])])}
         (spec / "kernel.json").write_text(json.dumps(kernel))

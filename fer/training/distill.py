@@ -28,27 +28,16 @@ from fer.inference.preprocess import fit_crop_tensor
 
 
 def load_teacher(path: str | os.PathLike):
-    """``path`` (a ``.keras`` file) as a float32 Keras model, refused like ``fer.load_classifier``
-    refuses a model (``ModelFileError``) when it is missing, unreadable or does not match the
-    sha256 its card (``<name>.json`` beside it) records."""
-    import keras
-
-    from fer.inference import cards
-    from fer.inference.dtypes import float32_copy
-    from fer.inference.predict import ModelFileError
+    """``path`` (a ``.keras`` file) as a float32 Keras model, loaded and checked as
+    ``fer.load_classifier(path, backend="keras")`` loads any model: refused (``ModelFileError``)
+    when it is missing, unreadable or does not match the sha256 its card records. An export
+    (``.tflite``, ``.onnx``) is not a teacher."""
+    from fer.inference.predict import ModelFileError, load_classifier
 
     path = Path(path)
-    if not path.exists():
-        raise ModelFileError(f"{path}: no such model file.")
-    card = cards.read(path)
-    if card.get("sha256") and cards.sha256(path) != card["sha256"]:
-        raise ModelFileError(f"{path} does not match the checksum in {cards.card_path(path).name}: the file is "
-                             "corrupted or was replaced. Restore it (git checkout -- fer/weights) or retrain.")
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as err:
-        raise ModelFileError(f"{path}: could not be loaded as a Keras model ({err}).") from err
-    return float32_copy(model)  # a teacher trained (or stored) in bfloat16 or float16 computes in float32
+    if path.suffix != ".keras":
+        raise ModelFileError(f"{path}: a teacher is a trained .keras model, not an export.")
+    return load_classifier(path, backend="keras").model  # float32 layers, whatever the file stores
 
 
 def host_teacher(path: str | os.PathLike):
