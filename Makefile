@@ -7,7 +7,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PROFILE ?= cpu
+PROFILE ?= auto
 #: the interpreter used to create .venv (3.11 or newer)
 BASE_PYTHON ?= python3
 ifdef CONDA_PREFIX
@@ -20,10 +20,10 @@ endif
 ENV_STAMP := $(if $(CONDA_PREFIX),$(CONDA_PREFIX),.venv)/.fer-study-installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help env data smoke reproduce ensemble-full reports colab test test-fast lint demo clean
+.PHONY: help env data smoke reproduce ship reports colab test test-fast lint demo clean
 
 help: ## show this list
-	@echo "usage: make <target> [PROFILE=smoke|cpu|full]"
+	@echo "usage: make <target> [PROFILE=auto|smoke|cpu|full]"
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
@@ -43,27 +43,14 @@ data: $(ENV_STAMP) ## find FER2013 (FER_DATA, data/raw, or Kaggle via kagglehub)
 smoke: $(ENV_STAMP) ## the whole chain on generated data in a few minutes (reports in runs/smoke/reports)
 	FER_REPORTS_DIR=$(CURDIR)/runs/smoke/reports $(PYTHON) -m fer reproduce --profile smoke
 
-reproduce: $(ENV_STAMP) ## train, tune, evaluate and execute every notebook (PROFILE=cpu by default)
+reproduce: $(ENV_STAMP) ## the study: the recipe in 02, then 03 and 04 (PROFILE=auto: full with a GPU, cpu without)
 	$(PYTHON) -m fer reproduce --profile $(PROFILE)
 
-# The models shipped since 2026-11-26, trained on one GPU (an H200, Keras 3 on JAX): three seeds of
-# the full profile's main block (the 1.6 M ResNet, 200 epochs, mixup 0.2, AdamW 2e-3 / 0.05),
-# averaged and shipped as fer/weights/main.keras; then its lite block (the 92 k net, 120 epochs)
-# learning online from that file (params/full-distill-hp.json: its targets are 0.2 x label + 0.8 x
-# the teacher's probabilities for each augmented batch; the teacher's sha256 is in the lite's card;
-# seed 1 is the shipped run). `make -j4 ensemble-full` trains the three members side by side, then
-# the lite (times: docs/performance.md); each finished run is kept and reused, the lite only while
-# its teacher file is the same (the last line reuses the lite run it trained and ships it).
-FULL_MEMBERS := runs/full/member200-s0 runs/full/member200-s1 runs/full/member200-s2
-runs/full/member200-s%/card.json: | $(ENV_STAMP)
-	$(PYTHON) -m fer train --profile full --seed $* --run-dir $(@D)
-runs/full/main-ensemble/card.json: $(addsuffix /card.json,$(FULL_MEMBERS))
-	$(PYTHON) -m fer ensemble $(FULL_MEMBERS) --profile full --float16-weights --ship --run-dir $(@D)
-FULL_LITE := $(PYTHON) -m fer train --profile full --model lite --hp params/full-distill-hp.json --seed 1 --run-dir runs/full/lite-distill-s1
-runs/full/lite-distill-s1/card.json: runs/full/main-ensemble/card.json
-	$(FULL_LITE)
-ensemble-full: runs/full/lite-distill-s1/card.json ## retrain the shipped main and lite models on a GPU (full recipe) and ship them
-	$(FULL_LITE) --ship
+# The shipped models are made by `make reproduce PROFILE=full` on one GPU (notebook 02 runs the full
+# profile's recipe: three members side by side, their float16 ensemble, the lite distilled from it,
+# the seed's CNN; times: docs/training.md) and replaced only by the explicit ship step below.
+ship: $(ENV_STAMP) ## copy a reproduce run's ensemble and lite into fer/weights: make ship PROFILE=full
+	$(PYTHON) -m fer ship --profile $(PROFILE)
 
 reports: $(ENV_STAMP) ## render the already executed notebooks to HTML in reports/
 	$(PYTHON) -m fer reports

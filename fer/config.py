@@ -80,8 +80,16 @@ MAX_UPLOAD_MB = 10
 NOTEBOOK_PARAMETERS = ("data_source", "profile", "seed", "epochs", "max_trials", "interactive")
 
 
+def auto_profile() -> str:
+    """What ``profile = "auto"`` means here: ``full`` (the shipped recipe) with a GPU, ``cpu`` without."""
+    from fer.devices import accelerators
+
+    return "full" if accelerators() else "cpu"
+
+
 def load_profile(profile: str | os.PathLike) -> dict:
-    """Read a params profile: a name in ``params/`` (``smoke``, ``cpu``, ``full``) or a YAML path.
+    """Read a params profile: a name in ``params/`` (``smoke``, ``cpu``, ``full``, or ``auto``:
+    :func:`auto_profile`) or a YAML path.
 
     A profile is a papermill parameter file: flat notebook parameters (``data_source``,
     ``seed``, ``epochs``, ``max_trials``, ...) plus one block per model (``main``, ``lite``,
@@ -89,6 +97,8 @@ def load_profile(profile: str | os.PathLike) -> dict:
     """
     import yaml
 
+    if str(profile) == "auto":
+        profile = auto_profile()
     path = Path(profile)
     if not path.suffix:
         path = PARAMS_DIR / f"{profile}.yaml"
@@ -129,6 +139,8 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 5e-4  # Keras: decoupled, w -= lr * wd * w; AdamW needs ~1e-2 to matter
     schedule: str = "cosine"  # cosine (with linear warm-up) | plateau
+    plateau_factor: float = 0.5  # plateau: the learning rate is multiplied by this ...
+    plateau_patience: int = 3  # ... after this many epochs without a better validation accuracy
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
     mixup: float = 0.0  # MixUp alpha; 0 disables

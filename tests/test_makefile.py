@@ -37,7 +37,7 @@ def test_commands_run_through_the_project_environment(tmp_path):
     assert f"{tmp_path}/bin/python -m pip install -e '.[dev]'" in plan
     assert f"{tmp_path}/bin/python -m pytest" in plan
     assert "venv" not in plan  # no .venv when conda is active
-    assert f"{tmp_path}/bin/python -m fer reproduce --profile cpu" in make("-n", "reproduce", **stamp_free)
+    assert f"{tmp_path}/bin/python -m fer reproduce --profile auto" in make("-n", "reproduce", **stamp_free)
     assert "--profile smoke" in make("-n", "reproduce", "PROFILE=smoke", **stamp_free)
 
 
@@ -67,20 +67,17 @@ def test_without_conda_a_venv_is_created():
         assert "-m venv .venv" in plan
 
 
-def test_gpu_recipe_trains_the_members_ships_them_then_trains_and_ships_the_lite(tmp_path):
-    # -B: plan every step, as on a fresh clone, whatever runs/ holds on this machine
-    plan = make("-n", "-B", "ensemble-full", CONDA_PREFIX=str(tmp_path)).splitlines()
+def test_no_target_ships_a_model_but_the_explicit_ship_step(tmp_path):
+    """`make reproduce PROFILE=full` replaces the old ensemble-full recipe and ships nothing; `make ship`
+    is the one target that writes fer/weights, through `python -m fer ship`."""
+    text = (PROJECT_DIR / "Makefile").read_text()
+    assert "ensemble-full" not in text and "--ship" not in text
+    shipping = [line for line in text.splitlines() if re.search(r"\bfer ship\b|fer/weights/\S+\.keras", line)
+                and not line.lstrip().startswith("#")]
+    assert shipping == ["\t$(PYTHON) -m fer ship --profile $(PROFILE)"]
     py = f"{tmp_path}/bin/python -m fer"
-    for seed in (0, 1, 2):
-        assert f"{py} train --profile full --seed {seed} --run-dir runs/full/member200-s{seed}" in plan
-    lite = (f"{py} train --profile full --model lite --hp params/full-distill-hp.json --seed 1 "
-            "--run-dir runs/full/lite-distill-s1")
-    ship_main = (f"{py} ensemble runs/full/member200-s0 runs/full/member200-s1 runs/full/member200-s2 "
-                 "--profile full --float16-weights --ship --run-dir runs/full/main-ensemble")
-    assert lite in plan and ship_main in plan and f"{lite} --ship" in plan
-    members = [i for i, line in enumerate(plan) if "--run-dir runs/full/member200" in line]
-    # the lite learns from the main model that the members make, so it trains after it is shipped
-    assert max(members) < plan.index(ship_main) < plan.index(lite) < plan.index(f"{lite} --ship")
+    assert make("-n", "reproduce", "PROFILE=full", CONDA_PREFIX=str(tmp_path)).splitlines()[-1] == f"{py} reproduce --profile full"
+    assert make("-n", "ship", "PROFILE=full", CONDA_PREFIX=str(tmp_path)).splitlines()[-1] == f"{py} ship --profile full"
 
 
 def _recipe(card_config: dict, profile: dict, block: str, hp: dict) -> tuple[dict, dict]:
@@ -96,19 +93,24 @@ def _recipe(card_config: dict, profile: dict, block: str, hp: dict) -> tuple[dic
 
 
 def test_the_full_profile_is_the_recipe_of_the_shipped_models():
-    """`make ensemble-full` retrains what ships: each member of fer/weights/main.keras is the full
-    profile's main block with its seed, and fer/weights/lite.keras its lite block with
-    params/full-distill-hp.json, seed 1, taught by the main model shipped beside it."""
+    """`make reproduce PROFILE=full` retrains what ships: fer/weights/main.keras averages the full
+    profile's members (its main block with seeds 0, 1, 2), and fer/weights/lite.keras is its lite
+    block (seed 1) distilled from the main model shipped beside it, as fer.training.recipe does it."""
     from fer.config import load_profile
+    from fer.training import recipe
 
     full = load_profile("full")
     main = json.loads((PROJECT_DIR / "fer" / "weights" / "main.json").read_text())
-    assert [m["config"]["seed"] for m in main["members"]] == [0, 1, 2]
+    assert [m["config"]["seed"] for m in main["members"]] == recipe.member_seeds(full) == [0, 1, 2]
+    assert main["weights_dtype"] == ("float16" if full["float16_weights"] else "float32")
     for member in main["members"]:
         shipped, now = _recipe(member["config"], full, "main", {"seed": member["config"]["seed"]})
         assert shipped == now
     lite = json.loads((PROJECT_DIR / "fer" / "weights" / "lite.json").read_text())
-    distill = json.loads((PROJECT_DIR / "params" / "full-distill-hp.json").read_text())
-    shipped, now = _recipe(lite["config"], full, "lite", {**distill, "seed": 1})
+    # the recipe's teacher is the ensemble's run file; the shipped lite names the shipped copy of it
+    shipped, now = _recipe(lite["config"], full, "lite", {"teacher": lite["config"]["teacher"],
+                                                          "seed": recipe.lite_seed(full)})
     assert shipped == now
-    assert lite["teacher"]["sha256"] == main["sha256"] and lite["data"]["profile"] == "full"
+    assert lite["teacher"]["sha256"] in (main["sha256"], (main.get("source_run") or {}).get("sha256"))
+    assert lite["data"]["profile"] == "full"
+    assert not full.get("tune_in_recipe", True)  # the shipped recipe did not search

@@ -15,7 +15,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Take GPU memory as it is needed rather than up front (TensorFlow takes nearly all of it, JAX
-# 75 %), so that several commands can share one GPU, e.g. `make -j4 ensemble-full`. Set here,
+# 75 %), so that several commands can share one GPU, e.g. the members of `make reproduce PROFILE=full`. Set here,
 # before TensorFlow or JAX starts, and only for the CLI's own process; a value already set wins.
 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     from fer.cli import apps, evaluate, pipeline
 
     # every command, in the order --help lists them
-    commands = [pipeline.add_data, pipeline.add_train, pipeline.add_ensemble, pipeline.add_tune, apps.add_predict,
+    commands = [pipeline.add_data, pipeline.add_train, pipeline.add_ensemble, pipeline.add_tune, pipeline.add_ship, apps.add_predict,
                 evaluate.add_evaluate, apps.add_annotate, apps.add_export, apps.add_bench, apps.add_serve, pipeline.add_reproduce,
                 pipeline.add_reports, apps.add_cards]
     parser = argparse.ArgumentParser(

@@ -271,6 +271,39 @@ def _tune_on_this_host(args) -> int:
     return 0
 
 
+def add_ship(sub) -> None:
+    p = sub.add_parser("ship", help="copy finished runs into fer/weights (the explicit ship step)", description=(
+        "Copy each run folder's model.keras into fer/weights/<name>.keras (name: the run's card, e.g. main "
+        "for an ensemble, lite) with its model card, its per-epoch curves and its TFLite file. This is the "
+        "only way a trained model replaces a shipped one; `make reproduce` never ships. Example, after "
+        "`make reproduce PROFILE=full`: python -m fer ship runs/full/main-ensemble runs/full/lite"))
+    p.add_argument("runs", nargs="*", help="run folders (each with model.keras and card.json)")
+    p.add_argument("--profile", help="instead of run folders: the ensemble and the lite that `make reproduce` made "
+                   "with this profile (runs/<profile>/main-ensemble and runs/<profile>/lite; auto: full with a GPU, "
+                   "cpu without)")
+    p.add_argument("--weights-dir", help="where to write them (default: fer/weights/)")
+    p.set_defaults(handler=cmd_ship)
+
+
+def cmd_ship(args) -> int:
+    require_checkout("ship")
+    from fer import config
+    from fer.training import recipe, runs
+
+    if bool(args.runs) == bool(args.profile):
+        raise CLIError("name the run folders to ship, or --profile NAME for that profile's ensemble and lite (not both)")
+    if args.profile:
+        dirs = recipe.run_dirs(config.load_profile(args.profile))
+        args.runs = [dirs["ensemble"], dirs["lite"]]
+    for folder in map(Path, args.runs):
+        if not ((folder / "card.json").is_file() and (folder / "model.keras").is_file()):
+            raise CLIError(f"{folder} is not a finished run (no card.json and model.keras); nothing was shipped")
+    for folder in map(Path, args.runs):
+        dest = runs.ship(folder, weights_dir=args.weights_dir)
+        print(f"shipped {folder} -> {dest} ({dest.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 # --------------------------------------------------------------------------- reports
 
 
@@ -280,15 +313,18 @@ def add_reproduce(sub) -> None:
         "interpreter) into reports/executed/, convert each to HTML with the code hidden into "
         "reports/html/, and write reports/html/index.html with the headline metrics. Stops at "
         "the first failing notebook, naming the cell."))
-    p.add_argument("--profile", default="cpu", help="params profile: smoke, cpu, full or a YAML path (default: cpu)")
+    p.add_argument("--profile", default="auto", help="params profile: smoke, cpu, full, a YAML path, or auto: full "
+                   "with a GPU, cpu without (default: auto)")
     p.add_argument("--data", dest="data_source", help="FER2013 zip/folder/CSV, or 'synthetic' (default: the profile's)")
-    p.add_argument("--model", dest="model_path", help="model 03 evaluates (default: the one 02 trained, else the bundled one)")
+    p.add_argument("--model", dest="model_path", help="model 03 evaluates (default: the ensemble 02 trained in this run; "
+                   "with --skip-training the bundled one)")
     p.add_argument("--eval-source", help="03 also evaluates these labelled photos of your own (class folders, a zip "
                    "of them or a path,label CSV; see `python -m fer evaluate`)")
     p.add_argument("--eval-mode", choices=["pipeline", "crops"], help="how 03 reads --eval-source: photos (detect and "
                    "crop; the default) or face crops")
     p.add_argument("--skip-training", action="store_true",
-                   help="no search and no training in 02 (it shows the bundled model cards); for reports of a shipped model")
+                   help="no search and no training: 02 shows the shipped models' recipe and cards, 03 evaluates the "
+                        "bundled model; the committed reports are made so, with --profile full")
     p.add_argument("--only", nargs="+", metavar="NN",
                    help="run only the notebooks whose names start with these (e.g. --only 03 04); the others keep their reports")
     p.set_defaults(handler=cmd_reproduce)

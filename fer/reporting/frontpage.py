@@ -44,7 +44,19 @@ def _duration(seconds: float) -> str:
 
 def model_label(source: str | None) -> str:
     """How a model of notebook 02's ``train.models`` is labelled: trained here, or the bundled one."""
-    return BUNDLED if source == "bundled" else TRAINED_HERE
+    return BUNDLED if source in ("bundled", "shipped") else TRAINED_HERE
+
+
+def model_sentence(model: Any) -> str:
+    """``evaluate.model`` of the metrics file in words (an older file: the sentence it stored)."""
+    from fer.config import short_path
+
+    if not isinstance(model, dict):
+        return short_path(model) if model else ""
+    kind = f"an ensemble of {model['members']}" if model.get("kind") == "ensemble" else "a single network"
+    made = ("trained by notebook 02 in this run" if model.get("trained_in_this_run")
+            else "not trained in this run: only its evaluation ran here")
+    return f"{model.get('path')} ({kind}, {made})"
 
 
 # --------------------------------------------------------------------------- text facts
@@ -67,7 +79,7 @@ def headline(metrics: dict[str, Any]) -> list[str]:
                      f"{ev['latency']['images_per_s_batched']:.0f} faces/s batched"
                      + (f" ({ev['latency']['device']})" if ev["latency"].get("device") else ""))
     if ev.get("model"):
-        lines.append(f"model evaluated: {ev['model']}")
+        lines.append(f"model evaluated: {model_sentence(ev['model'])}")
     for name, m in metrics.get("train", {}).get("models", {}).items():
         trained = f"{m['epochs']} epochs in {m['wall_s'] / 60:.0f} min, " if m.get("epochs") and m.get("wall_s") else ""
         lines.append(f"{name} ({model_label(m.get('source'))}): {m.get('params', 0):,} params, {trained}"
@@ -98,7 +110,6 @@ def _cards(weights_dir: Path) -> dict[str, dict[str, Any]]:
 
 def _evaluated(ev: dict[str, Any], cards: dict[str, dict[str, Any]]) -> str:
     """The hero block: which model, its headline split's numbers with their intervals."""
-    from fer.config import short_path
 
     split = ev.get("headline_split") or next(iter(ev.get("splits", {})), None)
     if split is None or "accuracy" not in ev.get("splits", {}).get(split, {}):
@@ -129,7 +140,7 @@ def _evaluated(ev: dict[str, Any], cards: dict[str, dict[str, Any]]) -> str:
         stats.append(_stat(f"{lat['ms_per_image_batch1']:.1f} ms", f"per face alone, {lat['images_per_s_batched']:.0f} "
                            f"faces/s batched ({esc(str(lat.get('device', '')))}; detection not included)"))
     caption = next((line for line in headline({"evaluate": {"splits": {split: m}}})), "")
-    source = esc(short_path(ev["model"]) if ev.get("model") else "")
+    source = esc(model_sentence(ev.get("model")))
     return f"""<section class="hero">
 <p class="eyebrow">The evaluated model (notebook 03)</p>
 <h2>{esc(what) or "model"} {tag}</h2>
@@ -200,19 +211,28 @@ overall accuracy. Highest F1: {esc(easy)}; lowest: {esc(hard)}. From {link}.</p>
 
 
 def _trained_here(metrics: dict[str, Any], profile: str) -> str:
-    models = metrics.get("train", {}).get("models", {})
+    train = metrics.get("train", {})
+    models = train.get("models", {})
     if not models:
         return ""
+    if train.get("trained_in_this_run") is False:
+        title, note = "The shipped models' recipe (notebook 02; nothing retrained)", (
+            f"This run trained nothing (<code>train_models=False</code>): notebook 02 shows the recipe of the shipped "
+            f"models, the <code>{esc(profile)}</code> profile, with their cards; their times and accuracies are those "
+            "the cards recorded when they were trained. Only the evaluation above was re-run here.")
+    else:
+        title, note = "The recipe in this run (notebook 02)", (
+            f"Notebook 02 ran the <code>{esc(profile)}</code> recipe: the members, their ensemble (evaluated above), "
+            "the lite distilled from it. They stay in <code>runs/</code> and are <b>not shipped</b> unless "
+            "<code>python -m fer ship</code> copies them. Validation accuracy is on the split each one trained against.")
     rows = []
     for name, m in models.items():
         took = (f"{m['epochs']} epochs, {_duration(m['wall_s'])}" if m.get("epochs") and m.get("wall_s") else "")
         acc = _pct(m["val_accuracy"]) if m.get("val_accuracy") is not None else "–"
         rows.append(f'<tr><td>{esc(name)} <span class="tag">{esc(model_label(m.get("source")))}</span></td>'
                     f'<td class="n">{m.get("params", 0):,}</td><td class="wide">{esc(took)}</td><td class="n">{acc}</td></tr>')
-    return f"""<h2 id="trained">Models trained by this run (notebook 02)</h2>
-<p class="note">Notebook 02 trains and tunes with the <code>{esc(profile)}</code> profile to show the recipe end to end.
-The models it trains stay in <code>runs/</code>: they are <b>not shipped</b> and the numbers above are not theirs.
-Validation accuracy is on the split each one trained against.</p>
+    return f"""<h2 id="trained">{title}</h2>
+<p class="note">{note}</p>
 <div class="scroll"><table>
 <thead><tr><th>model</th><th>params</th><th class="wide">training</th><th>val. accuracy</th></tr></thead>
 <tbody>

@@ -43,14 +43,15 @@ def notebook_parameters(profile: dict[str, Any], notebook: str | os.PathLike) ->
 
     Blocks (``main:``, ``lite:`` ...) are not parameters: notebooks read them from the
     profile by name, so only scalars travel. The notebook parameter ``tune`` is true when the
-    profile has a ``tune:`` block and false when it says ``tune: false``.
+    profile has a ``tune:`` block and false when it says ``tune: false`` or ``tune_in_recipe: false``
+    (``full``: the shipped recipe has no search).
     """
     import papermill as pm
 
     declared = pm.inspect_notebook(str(notebook))
     values = {k: v for k, v in profile.items() if k in declared and not isinstance(v, (dict, list))}
     if "tune" in declared and "tune" in profile:
-        values["tune"] = bool(profile["tune"])
+        values["tune"] = bool(profile["tune"]) and profile.get("tune_in_recipe", True) is not False
     return values
 
 
@@ -110,6 +111,7 @@ def execute(
         pm.execute_notebook(
             str(notebook), str(dest), parameters=parameters, kernel_name=kernel_name,
             cwd=str(notebook.parent), progress_bar=False, log_output=False, execution_timeout=timeout,
+            stdout_file=sys.stdout,  # what the cells print (each epoch's progress line) streams to the terminal
         )
     except pm.PapermillExecutionError as err:
         first = next((ln for ln in err.source.splitlines() if ln.strip() and not ln.startswith("#")), "")

@@ -179,8 +179,9 @@ def wait_for_port(host: str, port: int, timeout: float, alive=lambda: True) -> b
     return False
 
 
-class _Process:
-    """A child ``python -m fer tune ...`` in its own process group, its output prefixed."""
+class Child:
+    """A child ``python -m fer ...`` (a search's chief or worker, a recipe's member) in its own
+    process group, its output prefixed with its name."""
 
     def __init__(self, name: str, argv: list[str], env: dict[str, str]):
         self.name, self.argv, self.env, self.starts = name, argv, env, 0
@@ -199,6 +200,9 @@ class _Process:
 
     def poll(self) -> int | None:
         return self.proc.poll()
+
+    def wait(self) -> int:
+        return self.proc.wait()
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM to the whole group, SIGKILL after ``grace`` seconds; then reaped."""
@@ -248,10 +252,10 @@ def launch(
     base = [python, "-m", "fer", "tune", *tune_args]
     env = {k: v for k, v in os.environ.items() if k not in ENV}
     env.setdefault("PYTHONUNBUFFERED", "1")
-    children: list[_Process] = []
+    children: list[Child] = []
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        chief = _Process("chief", [*base, "--distributed", "chief", "--oracle", f"{host}:{port}"], env)
+        chief = Child("chief", [*base, "--distributed", "chief", "--oracle", f"{host}:{port}"], env)
         children.append(chief)
         if not wait_for_port(host, port, timeout=600, alive=lambda: chief.poll() is None):
             print(f"the chief did not start listening on {host}:{port} (exit status {chief.poll()})", flush=True)
@@ -269,7 +273,7 @@ def launch(
         signal.signal(signal.SIGTERM, previous)
 
 
-def _start_workers(children: list[_Process], base: list[str], env: dict[str, str], oracle: str, n: int,
+def _start_workers(children: list[Child], base: list[str], env: dict[str, str], oracle: str, n: int,
                    gpus: list[str]) -> None:
     """Start ``n`` workers of the chief at ``oracle`` (``tuner0``, ``tuner1``, ...; each on its own GPU,
     round robin, when there are GPUs), appending each to ``children`` as it starts."""
@@ -277,11 +281,11 @@ def _start_workers(children: list[_Process], base: list[str], env: dict[str, str
         wenv = dict(env)
         if gpus:
             wenv["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
-        children.append(_Process(f"tuner{i}", [*base, "--distributed", "worker", "--oracle", oracle,
+        children.append(Child(f"tuner{i}", [*base, "--distributed", "worker", "--oracle", oracle,
                                                "--tuner-id", f"tuner{i}"], wenv))
 
 
-def _watch(children: list[_Process], restarts: int, chief_grace: float) -> int:
+def _watch(children: list[Child], restarts: int, chief_grace: float) -> int:
     """Watch the chief (``children[0]``) and the workers until the search ends, starting a dead one
     again at most ``restarts`` times; return the launcher's exit status."""
     chief = children[0]

@@ -105,6 +105,27 @@ class EpochTimer(keras.callbacks.Callback):
             logs["elapsed_s"] = round(time.time() - self.start, 1)
 
 
+class Progress(keras.callbacks.Callback):
+    """One line per epoch for a run without Keras' own output (notebooks, ``make reproduce``):
+    ``main-s0: epoch 3/45 · 2.1 min elapsed · ETA 31 min · val. accuracy 0.612``."""
+
+    def __init__(self, label: str, epochs: int, offset: float = 0.0, first: int = 0):
+        super().__init__()
+        self.label, self.epochs, self.offset, self.first = label, epochs, offset, first
+
+    def on_train_begin(self, logs=None):
+        self.start = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        done = epoch + 1
+        elapsed = time.time() - self.start
+        per_epoch = elapsed / max(done - self.first, 1)
+        score = next((f" · {k.replace('val_', 'val. ')} {logs[k]:.3f}" for k in ("val_accuracy", "accuracy") if k in logs), "")
+        print(f"{self.label}: epoch {done}/{self.epochs} · {(self.offset + elapsed) / 60:.1f} min elapsed · "
+              f"ETA {per_epoch * (self.epochs - done) / 60:.1f} min{score}", flush=True)
+
+
 def fit(
     train: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray] | None,
@@ -114,6 +135,7 @@ def fit(
     verbose: int | str = "auto",
     fingerprint: str | None = None,
     plan: parallel.Plan | None = None,
+    label: str | None = None,
 ):
     """Train ``cfg.arch`` on ``train``; validate on ``val``. Returns ``(model, history_dict)``.
 
@@ -127,6 +149,9 @@ def fit(
     ``plan`` (:func:`fer.training.parallel.plan`) trains data-parallel on several devices or processes:
     ``cfg.batch_size`` is the global batch; process 0 alone writes ``run_dir``; the returned
     model is a copy of the trained one on this process alone.
+
+    With ``verbose=0`` (notebooks) a :class:`Progress` line per epoch, named ``label``, says how far
+    the run is and how long it has left.
     """
     from fer.training import networks
 
@@ -159,6 +184,9 @@ def fit(
         earlier = _open_run_dir(run_dir, cfg, policy, fingerprint, plan)
         cbs += _run_dir_callbacks(run_dir, cfg, plan, monitor, earlier)
     cbs += list(callbacks or [])  # after BackupAndRestore, so an epoch is saved before they run
+    if verbose == 0 and plan.chief:
+        cbs.append(Progress(label or (run_dir.name if run_dir else cfg.arch), cfg.epochs,
+                            offset=sum(earlier.get("epoch_s", [])), first=len(earlier.get("epoch_s", []))))
     start = time.time()
     with plan.scope():
         hist = model.fit(
@@ -222,7 +250,8 @@ def _schedule_callbacks(cfg: TrainConfig, monitor: str) -> list:
     """The callbacks that steer training on ``monitor``: the plateau schedule and early stopping."""
     cbs: list = []
     if cfg.schedule == "plateau":
-        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5, patience=3, min_lr=1e-5))
+        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=cfg.plateau_factor,
+                                                       patience=cfg.plateau_patience))  # no floor, as the seed
     if cfg.early_stop:
         cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=cfg.early_stop, restore_best_weights=True))
     return cbs

@@ -82,7 +82,7 @@ def run(
         print(f"{block}: rounding the finished run in {run_dir} to float16 weights and evaluating it again")
     else:
         model, history = fit(data.train, data.val, cfg, run_dir=run_dir, verbose=verbose,
-                             fingerprint=data.fingerprint, plan=plan)
+                             fingerprint=data.fingerprint, plan=plan, label=run_dir.name)
         if not plan.chief:  # process 0 evaluates and writes; wait until it has
             return _wait_for_process_0(plan, run_dir)
         card = _new_card(model, block, cfg, history, _data_block(profile, data, history["train_images"]))
@@ -145,8 +145,13 @@ def ensemble_run(
     run_dir: str | os.PathLike | None = None,
     name: str = "main",
     float16_weights: bool = False,
+    reuse: bool = True,
 ) -> dict[str, Any]:
     """Average the finished training runs ``members`` into one model and write its run folder.
+
+    With ``reuse`` an ensemble already written in ``run_dir`` from exactly these members' files
+    (by sha256), on the same data and in the same precision, is loaded instead of made again: its
+    ``model.keras`` keeps its bytes, so a lite distilled from it stays valid.
 
     ``float16_weights`` rounds the weights to float16 values before evaluating, so that
     :func:`ship` stores a half-size file that computes exactly what the card reports.
@@ -162,14 +167,15 @@ def ensemble_run(
     from fer.training.networks import ensemble
 
     data = audit.prepare(splits, seed=int(profile.get("seed") or 0))
-    entries, models = [], []
-    for folder in map(Path, members):
-        entries.append(_member(folder, profile, data))
-        models.append(keras.saving.load_model(folder / "model.keras", compile=False))
+    entries = [_member(folder, profile, data) for folder in map(Path, members)]
+    run_dir = Path(run_dir) if run_dir else run_dir_for(profile, f"{name}-ensemble")
+    if reuse and (card := _finished_ensemble(run_dir, entries, data.fingerprint, float16_weights)):
+        print(f"{name}: reusing the ensemble in {short_path(run_dir)} (same members, data and precision)")
+        return card
+    models = [keras.saving.load_model(Path(folder) / "model.keras", compile=False) for folder in members]
     model = ensemble(models, name=name)
     if float16_weights:
         round_to_float16(model)
-    run_dir = Path(run_dir) if run_dir else run_dir_for(profile, f"{name}-ensemble")
     set_aside(run_dir, {})
     run_dir.mkdir(parents=True, exist_ok=True)
     hardware_seen = [c["hardware"] for c in entries]
@@ -185,6 +191,18 @@ def ensemble_run(
         weights_dtype="float16" if float16_weights else "float32",
     )
     return _save(run_dir, model, card)
+
+
+def _finished_ensemble(run_dir: Path, entries: list[dict], fingerprint: str, float16_weights: bool) -> dict | None:
+    """The card (with ``model`` and ``run_dir``) of an ensemble in ``run_dir`` made from the same member files."""
+    card_file, model_file = run_dir / "card.json", run_dir / "model.keras"
+    if not (card_file.exists() and model_file.exists()):
+        return None
+    card = json.loads(card_file.read_text())
+    same = ([m.get("sha256") for m in card.get("members", [])] == [m["sha256"] for m in entries]
+            and card.get("data", {}).get("fingerprint") == fingerprint
+            and card.get("weights_dtype") == ("float16" if float16_weights else "float32"))
+    return {**card, "model": keras.saving.load_model(model_file), "run_dir": run_dir} if same else None
 
 
 def _member(folder: Path, profile: Mapping[str, Any], data: audit.Prepared) -> dict[str, Any]:
@@ -207,7 +225,20 @@ def _member(folder: Path, profile: Mapping[str, Any], data: audit.Prepared) -> d
         **{k: card.get(k) for k in ("arch", "params", "config", "epochs_run", "train_wall_s", "precision",
                                     "hardware", "date")},
         "validation": card.get("metrics", {}).get("validation"),
+        "history": curves(card.get("history")),
     }
+
+
+#: The per-epoch curves a shipped card keeps (the run folder's log.csv has every column).
+CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+def curves(history: Mapping[str, Any] | None) -> dict[str, list[float]] | None:
+    """A run's per-epoch loss and accuracy (training and validation), rounded for a card; None when
+    the run recorded none (the shipped models of 2026-11: their logs were not kept)."""
+    if not history:
+        return None
+    return {k: [round(float(v), 4) for v in history[k]] for k in CURVES if history.get(k)}
 
 
 def _data_block(profile: Mapping[str, Any], data: audit.Prepared, train_images: int | None = None) -> dict[str, Any]:
@@ -273,7 +304,8 @@ def ship(run_dir: str | os.PathLike, name: str | None = None, weights_dir: str |
     model = retyped_copy(model, "float16") if card.get("weights_dtype") == "float16" else float32_copy(model)
     model.save(dest)
     card["shipped_precision"] = "float32"  # what it computes in once loaded
-    card.pop("history", None)  # the run folder keeps the full curves; the card stays readable
+    card["history"] = curves(card.get("history"))  # the learning curves, without the timing columns
+    card["source_run"] = {"path": short_path(run_dir), "sha256": cards.sha256(run_dir / "model.keras")}
     card.pop("tflite", None)  # written next, for this file
     cards.write(dest, card)
     from fer.inference.export import ship_tflite

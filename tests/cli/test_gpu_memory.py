@@ -1,4 +1,4 @@
-"""Several ``python -m fer`` trainings can share one GPU (``make -j4 ensemble-full``): the CLI
+"""Several ``python -m fer`` trainings can share one GPU (the members of ``make reproduce PROFILE=full``): the CLI
 asks TensorFlow and JAX to take GPU memory as needed, unless the user chose otherwise."""
 
 from __future__ import annotations

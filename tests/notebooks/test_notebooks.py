@@ -213,7 +213,8 @@ def test_profiles_give_notebooks_only_scalar_parameters():
         profile = load_profile(name)
         values = reports.notebook_parameters(profile, NOTEBOOKS_DIR / "02_train_tune.ipynb")
         assert values["profile"] == name
-        assert values["tune"] is bool(profile.get("tune"))  # a tune: block searches; tune: false does not
+        # a tune: block searches; tune: false or tune_in_recipe: false (full: the shipped recipe) does not
+        assert values["tune"] is (bool(profile.get("tune")) and profile.get("tune_in_recipe", True) is not False)
         assert all(not isinstance(v, (dict, list)) for v in values.values())
 
 

@@ -86,7 +86,22 @@ def test_metrics_json_has_every_section(smoke_reports):
     assert {"explore", "train", "evaluate"} <= set(metrics)
     pt = metrics["evaluate"]["splits"]["public_test"]
     assert pt["accuracy_ci"][0] <= pt["accuracy"] <= pt["accuracy_ci"][1]
-    assert set(metrics["train"]["models"]) == {"main", "lite", "baseline"}
+    assert set(metrics["train"]["models"]) == {"main", "lite"}  # smoke shows the baseline's published figure
+
+
+def test_the_recipe_shape_members_ensemble_and_the_lite_taught_by_what_03_evaluates(smoke_reports):
+    """02 trains at least two members and averages them; 03 evaluates that ensemble (a runs/ file,
+    not fer/weights); the lite learned from exactly that file."""
+    import json
+
+    rep, _, _ = smoke_reports
+    metrics = json.loads((rep / "metrics" / "smoke.json").read_text())
+    main, lite, evaluated = metrics["train"]["models"]["main"], metrics["train"]["models"]["lite"], metrics["evaluate"]["model"]
+    assert main["kind"] == "ensemble" and main["members"] >= 2 and metrics["train"]["trained_in_this_run"]
+    assert evaluated["kind"] == "ensemble" and evaluated["members"] == main["members"]
+    assert evaluated["trained_in_this_run"] is True
+    assert evaluated["path"].endswith("smoke/main-ensemble/model.keras") and "fer/weights" not in evaluated["path"]
+    assert evaluated["sha256"] == main["sha256"] == lite["teacher"]["sha256"]
 
 
 def test_render_converts_without_executing(smoke_reports):

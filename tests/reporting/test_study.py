@@ -20,20 +20,33 @@ def test_write_metrics_merges_sections(tmp_path, monkeypatch):
     assert again["explore"] == {"images": 6} and again["evaluate"] == saved["evaluate"]
 
 
-def test_resolve_model_path_prefers_explicit_then_trained_then_bundled(tmp_path, monkeypatch):
-    monkeypatch.setattr(study, "RUNS_DIR", tmp_path)
+def test_resolve_model_path_explicit_then_this_runs_ensemble_or_the_bundled_one_when_told(tmp_path, monkeypatch):
+    from fer.training import recipe
+
+    monkeypatch.setattr(recipe, "RUNS_DIR", tmp_path)
     explicit = tmp_path / "mine.keras"
     explicit.write_bytes(b"x")
     assert study.resolve_model_path("smoke", explicit)[0] == explicit
     with pytest.raises(FileNotFoundError, match="model_path"):
         study.resolve_model_path("smoke", tmp_path / "missing.keras")
-    trained = tmp_path / "smoke" / "main" / "model.keras"
+    with pytest.raises(FileNotFoundError, match="Run 02 first, or set train_models=False"):
+        study.resolve_model_path("smoke")  # 02 has not trained: never the bundled model in its place
+    trained = tmp_path / "smoke" / "main-ensemble" / "model.keras"
     trained.parent.mkdir(parents=True)
     trained.write_bytes(b"x")
     path, why = study.resolve_model_path("smoke")
-    assert path == trained and "02_train_tune" in why
-    path, why = study.resolve_model_path("other")
-    assert path.parent.name == "weights" and "bundled" in why
+    assert path == trained and "trained in this run" in why
+    path, why = study.resolve_model_path("smoke", train_models=False)
+    assert path.parent.name == "weights" and "bundled" in why and "nothing was trained in this run" in why
+
+
+def test_model_entry_says_which_model_03_evaluated(tmp_path):
+    f = tmp_path / "model.keras"
+    f.write_bytes(b"abc")
+    entry = study.model_entry(f, {"members": [{}, {}, {}]}, trained_in_this_run=True)
+    assert entry["kind"] == "ensemble" and entry["members"] == 3 and entry["trained_in_this_run"] is True
+    assert entry["sha256"] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert study.model_entry(f, {}, trained_in_this_run=False)["kind"] == "single"
 
 
 def test_relative_model_path_also_resolves_from_the_project_root(tmp_path, monkeypatch):
