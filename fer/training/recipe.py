@@ -24,7 +24,7 @@ from fer.devices import accelerators
 
 def member_seeds(profile: Mapping[str, Any]) -> list[int]:
     """The seeds of the main network's members: ``seed``, ``seed + 1``, ... (``members`` of them)."""
-    k = int(profile.get("members") or 1)
+    k = int(profile.get("members", 1))
     if k < 1:
         raise ValueError(f"members must be at least 1, not {k}")
     base = int(profile.get("seed") or 0)
@@ -61,7 +61,7 @@ def describe(profile: Mapping[str, Any], tune: bool = True) -> str:
     lite = profile.get("lite") or {}
     seeds = member_seeds(profile)
     steps = []
-    if tune and profile.get("tune") is not False:
+    if tune and profile.get("tune") and profile.get("tune_in_recipe", True) is not False:
         steps.append(f"keras-tuner search ({profile.get('max_trials', '?')} trials)")
     steps.append(f"{len(seeds)} members of the {main.get('arch', 'resnet')} network (seeds {', '.join(map(str, seeds))}; "
                  f"{profile.get('epochs', main.get('epochs'))} epochs each"

@@ -40,3 +40,15 @@ def test_an_installed_package_keeps_its_files_in_the_user_cache(monkeypatch, tmp
     monkeypatch.setattr(config, "IN_CHECKOUT", True)
     assert config._home() == config.PROJECT_DIR
     assert config.HOME == config.PROJECT_DIR  # this checkout: data/, runs/ and reports/ as before
+
+
+def test_ship_needs_finished_runs_or_a_profile_and_ships_nothing_otherwise(tmp_path, capsys):
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "card.json").write_text("{}")  # no model.keras: an unfinished run
+    weights = tmp_path / "weights"
+    assert cli.main(["ship", str(half), "--weights-dir", str(weights)]) == 2
+    assert "not a finished run" in capsys.readouterr().err and not weights.exists()
+    assert cli.main(["ship"]) == 2
+    assert "--profile NAME" in capsys.readouterr().err
+    assert cli.main(["ship", str(half), "--profile", "smoke"]) == 2

@@ -186,3 +186,19 @@ def test_short_path_hides_this_machines_folders():
     assert short_path(PROJECT_DIR.parent / "shared" / "data" / "fer2013.zip") == "../shared/data/fer2013.zip"
     far = PROJECT_DIR.parent.parent / "elsewhere" / "x.zip"
     assert short_path(far) == str(far.resolve())  # not beside the project: stays absolute
+
+
+def test_the_page_says_which_model_03_evaluated_and_whether_this_run_trained_anything():
+    trained = {"path": "runs/cpu/main-ensemble/model.keras", "kind": "ensemble", "members": 2,
+               "trained_in_this_run": True, "sha256": "ab"}
+    assert frontpage.model_sentence(trained) == ("runs/cpu/main-ensemble/model.keras (an ensemble of 2, "
+                                                 "trained by notebook 02 in this run)")
+    shipped = {**trained, "path": "fer/weights/main.keras", "members": 3, "trained_in_this_run": False}
+    assert "not trained in this run: only its evaluation ran here" in frontpage.model_sentence(shipped)
+    assert frontpage.model_sentence("fer/weights/main.keras") == "fer/weights/main.keras"  # an older metrics file
+    nothing_trained = {"train": {"trained_in_this_run": False, "models": {"main": {"params": 4, "source": "shipped"}}}}
+    section = frontpage._trained_here(nothing_trained, "full")
+    assert "The shipped models' recipe" in section and "This run trained nothing" in section
+    assert "this run" not in section.split("This run trained nothing")[0]  # nothing labelled as made here
+    recipe_run = {"train": {"trained_in_this_run": True, "models": {"main": {"params": 4}}}}
+    assert "The recipe in this run" in frontpage._trained_here(recipe_run, "cpu")
