@@ -105,11 +105,17 @@ def curves(cards: Mapping[str, Any]) -> dict[str, dict[str, list[float]]]:
     return out
 
 
-def lost_curves(cards: Mapping[str, Any]) -> list[str]:
-    """The models whose per-epoch logs their cards do not keep (the shipped models of 2026-11)."""
+def lost_curves(cards: Mapping[str, Any]) -> str:
+    """A sentence naming the models whose cards keep no per-epoch history, and why (the card's
+    ``history_note``); empty when every model has its curves."""
     lost = [f"main · seed {(m.get('config') or {}).get('seed')}" for m in (cards.get("main") or {}).get("members") or []
             if not m.get("history")]
-    return lost + [n for n in ("lite", "baseline") if n in cards and not cards[n].get("history")]
+    lost += [n for n in ("lite", "baseline") if n in cards and not cards[n].get("history")]
+    if not lost:
+        return ""
+    why = next((c.get("history_note") for c in cards.values() if isinstance(c, Mapping) and c.get("history_note")),
+               "the card keeps none")
+    return f"No per-epoch history for {', '.join(lost)}: {why}."
 
 
 def training_table(cards: Mapping[str, Any], published_baseline: bool = False):

@@ -71,3 +71,28 @@ def test_training_table_lists_an_ensembles_members_under_it():
     assert table.loc["main", "val_acc_tencrop"] == 0.65 and table.loc["main · seed 2, 45 ep", "wall_min"] == 10.0
     assert table.loc["main · seed 1, 45 ep", "source"] == "runs/cpu/main-s1"
     assert table.loc["main · seed 1, 45 ep", "validation"] == "public_test"
+
+
+def test_the_shipped_models_curves_are_said_lost_and_a_runs_curves_are_drawn():
+    shipped = study.shipped_cards()
+    assert set(shipped) == {"main", "lite"} and all(c["source"] == "shipped" for c in shipped.values())
+    assert study.curves(shipped) == {}
+    lost = study.lost_curves(shipped)
+    assert "main · seed 0" in lost and "lite" in lost and "not kept" in lost
+    assert "NVIDIA H200" in study.provenance(shipped) and "Only the evaluation is re-run here" in study.provenance(shipped)
+    curve = {"loss": [1.0, 0.9], "accuracy": [0.3, 0.4], "val_accuracy": [0.35, 0.45]}
+    run = {"main": {"members": [{"config": {"seed": 0}, "history": curve}]}, "lite": {"history": curve}}
+    assert set(study.curves(run)) == {"main · seed 0", "lite"} and study.lost_curves(run) == ""
+
+
+def test_train_metrics_name_the_ensemble_and_the_lites_teacher(tmp_path):
+    for name in ("ens", "lite"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.keras").write_bytes(name.encode())
+    teacher = {"path": str(tmp_path / "ens" / "model.keras"), "sha256": "t"}
+    cards = {"members": [], "main": {"run_dir": tmp_path / "ens", "members": [{}, {}], "params": 8},
+             "lite": {"run_dir": tmp_path / "lite", "teacher": teacher, "params": 2}}
+    m = study.train_metrics(cards, trained=True, tuned=False, best_hp=None)
+    assert m["models"]["main"]["kind"] == "ensemble" and m["models"]["main"]["members"] == 2
+    assert m["models"]["lite"]["teacher"] == {"path": teacher["path"], "sha256": "t"}
+    assert m["models"]["main"]["sha256"] == study.model_entry(tmp_path / "ens" / "model.keras", {}, True)["sha256"]
