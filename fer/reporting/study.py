@@ -80,6 +80,20 @@ def shipped_cards(weights_dir: str | os.PathLike | None = None) -> dict[str, dic
     return {n: {**c, "source": "shipped"} for n, c in found.items() if c}
 
 
+def summary_lines(cards: Mapping[str, Any]) -> list[str]:
+    """One line per model of the recipe: size, epochs and training time."""
+    out = []
+    for name in ("main", "lite", "baseline"):
+        if not (c := cards.get(name)):
+            continue
+        members = c.get("members") or []
+        epochs = (f"{len(members)} members × {members[0].get('epochs_run')} epochs" if members
+                  else f"{c.get('epochs_run')} epochs")
+        out.append(f"{name}: {c.get('arch')}, {c.get('params', 0):,} parameters, {epochs}, "
+                   f"{(c.get('train_wall_s') or 0) / 60:.1f} min of training{' in all' if members else ''}")
+    return out
+
+
 def provenance(cards: Mapping[str, Mapping[str, Any]]) -> str:
     """Where and when the shipped models were trained, in one sentence per model."""
     out = []

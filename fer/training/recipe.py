@@ -65,7 +65,7 @@ def describe(profile: Mapping[str, Any], tune: bool = True) -> str:
         steps.append(f"keras-tuner search ({profile.get('max_trials', '?')} trials)")
     steps.append(f"{len(seeds)} members of the {main.get('arch', 'resnet')} network (seeds {', '.join(map(str, seeds))}; "
                  f"{profile.get('epochs', main.get('epochs'))} epochs each"
-                 f"{', side by side' if side_by_side(profile) else ', one after another'})")
+                 f"{'; side by side on a GPU, one after another on a CPU' if len(seeds) > 1 else ''})")
     steps.append("their average: the ensemble")
     kind = "online, on each augmented batch" if lite.get("distill_online") else "offline, once per face"
     steps.append(f"the lite network distilled from the ensemble ({lite.get('epochs', profile.get('epochs', '?'))} epochs, "
