@@ -145,12 +145,15 @@ def _train_side_by_side(profile, best_hp, seeds: list[int], folders: list[Path])
     root.mkdir(parents=True, exist_ok=True)
     settings = root / "recipe-profile.yaml"  # this notebook's settings, for the children
     settings.write_text(yaml.safe_dump(json.loads(json.dumps(dict(profile), default=str)), sort_keys=False))
-    hp_file = root / "recipe-hp.json"
-    hp_file.write_text(json.dumps(dict(best_hp or {})))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    children = [Child(folder.name, [sys.executable, "-m", "fer", "train", "--profile", str(settings),
-                                    "--seed", str(seed), "--hp", str(hp_file), "--run-dir", str(folder)], env)
-                for seed, folder in zip(seeds, folders, strict=True)]
+    children = []
+    for seed, folder in zip(seeds, folders, strict=True):
+        # the member's seed travels in its --hp file, not as --seed: the profile's own seed also
+        # picks the data (a generated set, a validation split), which must be the same for all
+        hp_file = root / f"recipe-hp-s{seed}.json"
+        hp_file.write_text(json.dumps({**dict(best_hp or {}), "seed": seed}))
+        children.append(Child(folder.name, [sys.executable, "-m", "fer", "train", "--profile", str(settings),
+                                            "--hp", str(hp_file), "--run-dir", str(folder)], env))
     try:
         codes = [c.wait() for c in children]
     finally:
