@@ -94,8 +94,9 @@ def summary_lines(cards: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def provenance(cards: Mapping[str, Mapping[str, Any]]) -> str:
-    """Where and when the shipped models were trained, in one sentence per model."""
+def provenance(cards: Mapping[str, Mapping[str, Any]], evaluation_only: bool = True) -> str:
+    """Where and when the shipped models were trained, in one sentence per model; with
+    ``evaluation_only`` (nothing trained in this run) it says so."""
     out = []
     for name, card in cards.items():
         if not isinstance(card, Mapping) or card.get("source") != "shipped":
@@ -104,7 +105,9 @@ def provenance(cards: Mapping[str, Mapping[str, Any]]) -> str:
         where = ", ".join(hw.get("gpus") or []) or hw.get("cpu") or "unknown hardware"
         out.append(f"{name}: trained by the {card.get('data', {}).get('profile', '?')} recipe on {where}, "
                    f"{str(card.get('date', '?'))[:10]}")
-    return "; ".join(out) + ". Only the evaluation is re-run here." if out else ""
+    if not out:
+        return ""
+    return "; ".join(out) + (". Only the evaluation is re-run here." if evaluation_only else ".")
 
 
 def curves(cards: Mapping[str, Any]) -> dict[str, dict[str, list[float]]]:
