@@ -46,7 +46,8 @@ function loadBrowserModels(classifier) {
   smoother = new Smoother();
   models = loadModels(getFile, { classifier }).then((loaded) => {
     const ms = performance.now() - started;
-    Object.assign(document.body.dataset, { ready: "true", loadMs: String(Math.round(ms)), classifier });
+    Object.assign(document.body.dataset, { ready: "true", loadMs: String(Math.round(ms)), classifier,
+      readyAt: String(Math.round(performance.now())) }); // ms since the page's navigation started
     setStatus(`Models ready in this browser (${classifier}, LiteRT.js), loaded in ${(ms / 1000).toFixed(1)} s. ` +
       "Nothing is uploaded.");
     return loaded;

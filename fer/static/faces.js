@@ -42,64 +42,77 @@ export function toGray(rgba, width, height) {
   return gray;
 }
 
-/** Weights of OpenCV's INTER_AREA along one axis: for each output pixel, [source index, weight]. */
-function areaTable(src, dst) {
+/** Weights of OpenCV's INTER_AREA (`shrink`) or INTER_LINEAR along one axis, flat: output
+ * pixel d reads source indices idx[offs[d]..offs[d + 1]) with weights wts[...]. */
+function resizeTable(src, dst, shrink) {
   const scale = src / dst;
-  const table = [];
+  const idx = [];
+  const wts = [];
+  const offs = new Int32Array(dst + 1);
   for (let d = 0; d < dst; d += 1) {
-    const f0 = d * scale;
-    const f1 = f0 + scale;
-    const s0 = Math.ceil(f0);
-    const s1 = Math.floor(f1);
-    const cell = [];
-    if (s0 - f0 > 1e-3) cell.push([s0 - 1, (s0 - f0) / scale]);
-    for (let s = s0; s < s1; s += 1) cell.push([s, 1 / scale]);
-    if (f1 - s1 > 1e-3 && s1 < src) cell.push([s1, Math.min(1, f1 - s1) / scale]);
-    table.push(cell);
+    if (shrink) { // a box filter with fractional edge weights (OpenCV's computeResizeAreaTab)
+      const f0 = d * scale;
+      const f1 = f0 + scale;
+      const s0 = Math.ceil(f0);
+      const s1 = Math.floor(f1);
+      if (s0 - f0 > 1e-3) { idx.push(s0 - 1); wts.push((s0 - f0) / scale); }
+      for (let k = s0; k < s1; k += 1) { idx.push(k); wts.push(1 / scale); }
+      if (f1 - s1 > 1e-3 && s1 < src) { idx.push(s1); wts.push(Math.min(1, f1 - s1) / scale); }
+    } else { // half-pixel centres, edges clamped
+      let f = (d + 0.5) * scale - 0.5;
+      let k = Math.floor(f);
+      f -= k;
+      if (k < 0) { k = 0; f = 0; }
+      if (k >= src - 1) { k = src - 1; f = 0; }
+      idx.push(k); wts.push(1 - f);
+      if (f !== 0) { idx.push(k + 1); wts.push(f); }
+    }
+    offs[d + 1] = idx.length;
   }
-  return table;
+  return { offs, idx: Int32Array.from(idx), wts: Float64Array.from(wts) };
 }
 
-/** Weights of OpenCV's INTER_LINEAR along one axis (half-pixel centres, edges clamped). */
-function linearTable(src, dst) {
-  const scale = src / dst;
-  const table = [];
-  for (let d = 0; d < dst; d += 1) {
-    let f = (d + 0.5) * scale - 0.5;
-    let s = Math.floor(f);
-    f -= s;
-    if (s < 0) { s = 0; f = 0; }
-    if (s >= src - 1) { s = src - 1; f = 0; }
-    table.push(f === 0 ? [[s, 1]] : [[s, 1 - f], [s + 1, f]]);
-  }
-  return table;
-}
-
-/** Resize `channels`-interleaved 8-bit pixels as cv2.resize does: INTER_AREA when shrinking,
- * INTER_LINEAR when enlarging (the choice faces.py makes). Returns a Uint8Array. */
-export function resize(pixels, width, height, channels, outW, outH) {
+/** Resize 8-bit pixels with `channels` interleaved as cv2.resize does: INTER_AREA when shrinking,
+ * INTER_LINEAR when enlarging (the choice faces.py makes). Keeps the first `keep` channels
+ * (3 of RGBA: the alpha is not needed). Returns a Uint8Array of outW x outH x keep. */
+export function resize(pixels, width, height, channels, outW, outH, keep = channels) {
   const shrink = outW < width || outH < height;
-  const tx = (shrink ? areaTable : linearTable)(width, outW);
-  const ty = (shrink ? areaTable : linearTable)(height, outH);
-  const rows = new Float32Array(height * outW * channels); // horizontal pass
+  const tx = resizeTable(width, outW, shrink);
+  const ty = resizeTable(height, outH, shrink);
+  const rows = new Float64Array(height * outW * keep); // horizontal pass
   for (let y = 0; y < height; y += 1) {
+    const base = y * width * channels;
     for (let x = 0; x < outW; x += 1) {
-      for (let c = 0; c < channels; c += 1) {
-        let sum = 0;
-        for (const [s, w] of tx[x]) sum += pixels[(y * width + s) * channels + c] * w;
-        rows[(y * outW + x) * channels + c] = sum;
+      const o = (y * outW + x) * keep;
+      if (keep === 3) { // the detector's case, unrolled
+        let r = 0;
+        let g = 0;
+        let b = 0;
+        for (let k = tx.offs[x]; k < tx.offs[x + 1]; k += 1) {
+          const at = base + tx.idx[k] * channels;
+          const w = tx.wts[k];
+          r += pixels[at] * w; g += pixels[at + 1] * w; b += pixels[at + 2] * w;
+        }
+        rows[o] = r; rows[o + 1] = g; rows[o + 2] = b;
+        continue;
+      }
+      for (let k = tx.offs[x]; k < tx.offs[x + 1]; k += 1) {
+        const at = base + tx.idx[k] * channels;
+        const w = tx.wts[k];
+        for (let c = 0; c < keep; c += 1) rows[o + c] += pixels[at + c] * w;
       }
     }
   }
-  const out = new Uint8Array(outW * outH * channels);
+  const out = new Uint8Array(outW * outH * keep);
+  const line = outW * keep;
   for (let y = 0; y < outH; y += 1) {
-    for (let x = 0; x < outW; x += 1) {
-      for (let c = 0; c < channels; c += 1) {
-        let sum = 0;
-        for (const [s, w] of ty[y]) sum += rows[(s * outW + x) * channels + c] * w;
-        out[(y * outW + x) * channels + c] = Math.min(255, Math.max(0, roundEven(sum)));
-      }
+    const acc = new Float64Array(line);
+    for (let k = ty.offs[y]; k < ty.offs[y + 1]; k += 1) {
+      const at = ty.idx[k] * line;
+      const w = ty.wts[k];
+      for (let i = 0; i < line; i += 1) acc[i] += rows[at + i] * w;
     }
+    for (let i = 0; i < line; i += 1) out[y * line + i] = Math.min(255, Math.max(0, roundEven(acc[i])));
   }
   return out;
 }
@@ -110,14 +123,10 @@ export function detectorInput(rgba, width, height, size) {
   const scale = size / Math.max(width, height);
   const rw = Math.max(1, roundEven(width * scale));
   const rh = Math.max(1, roundEven(height * scale));
-  const small = resize(rgba, width, height, 4, rw, rh);
+  const small = resize(rgba, width, height, 4, rw, rh, 3);
   const input = new Float32Array(size * size * 3).fill(-1);
   for (let y = 0; y < rh; y += 1) {
-    for (let x = 0; x < rw; x += 1) {
-      const s = (y * rw + x) * 4;
-      const d = (y * size + x) * 3;
-      for (let c = 0; c < 3; c += 1) input[d + c] = small[s + c] * (2 / 255) - 1;
-    }
+    for (let i = 0; i < rw * 3; i += 1) input[y * size * 3 + i] = small[y * rw * 3 + i] * (2 / 255) - 1;
   }
   return { input, scale };
 }
