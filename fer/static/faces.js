@@ -79,7 +79,7 @@ export function resize(pixels, width, height, channels, outW, outH, keep = chann
   const shrink = outW < width || outH < height;
   const tx = resizeTable(width, outW, shrink);
   const ty = resizeTable(height, outH, shrink);
-  const rows = new Float64Array(height * outW * keep); // horizontal pass
+  const rows = new Float32Array(height * outW * keep); // horizontal pass
   for (let y = 0; y < height; y += 1) {
     const base = y * width * channels;
     for (let x = 0; x < outW; x += 1) {
@@ -106,7 +106,7 @@ export function resize(pixels, width, height, channels, outW, outH, keep = chann
   const out = new Uint8Array(outW * outH * keep);
   const line = outW * keep;
   for (let y = 0; y < outH; y += 1) {
-    const acc = new Float64Array(line);
+    const acc = new Float32Array(line);
     for (let k = ty.offs[y]; k < ty.offs[y + 1]; k += 1) {
       const at = ty.idx[k] * line;
       const w = ty.wts[k];
