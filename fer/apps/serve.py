@@ -93,19 +93,7 @@ def create_app(analyze: Analyze | None = None, max_upload_bytes: int = MAX_UPLOA
     def index():
         return render_template("index.html", classes=CLASSES, max_mb=f"{max_upload_bytes / 2**20:g}",
                                stream=stream.status() if stream is not None else None, runtime="server")
-
-    @app.get("/models/<name>")
-    def model_file(name: str):
-        """The page's browser mode fetches the shipped models here (fer.apps.web lists them)."""
-        from fer.apps.web import RUNTIME_FILES, WebAssetError, asset_path
-
-        try:
-            if name in RUNTIME_FILES:  # those are under /static/litert/
-                raise WebAssetError(f"{name} is under /static/litert/, not /models/")
-            path = asset_path(name)
-        except WebAssetError as err:
-            return _error(str(err), 404)
-        return send_file(path, mimetype="application/octet-stream", max_age=3600)
+    app.add_url_rule("/models/<name>", "model_file", _model_file)
 
     @app.get("/healthz")
     def healthz():
@@ -159,6 +147,20 @@ def create_app(analyze: Analyze | None = None, max_upload_bytes: int = MAX_UPLOA
         return _error(f"the server could not analyse this image ({type(err).__name__}); see the server log.", 500)
 
     return app
+
+
+def _model_file(name: str):
+    """``GET /models/<name>``: the page's browser mode fetches the shipped models here
+    (:func:`fer.apps.web.asset_path` is the list); the runtime is under ``/static/litert/``."""
+    from fer.apps.web import RUNTIME_FILES, WebAssetError, asset_path
+
+    try:
+        if name in RUNTIME_FILES:
+            raise WebAssetError(f"{name} is under /static/litert/, not /models/")
+        path = asset_path(name)
+    except WebAssetError as err:
+        return _error(str(err), 404)
+    return send_file(path, mimetype="application/octet-stream", max_age=3600)
 
 
 def _upload_bytes() -> bytes:
