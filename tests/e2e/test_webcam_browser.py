@@ -150,7 +150,7 @@ def test_jupyterlab_runs_notebook_04_live(lab, root, page, tmp_path):
 
     # steady state, the notebook's other cells done: the figures for the record
     page.wait_for_timeout(10_000)
-    _record("JupyterLab, buffers", browser.live_stats(view))
+    _record("JupyterLab, browser mode", browser.live_stats(view))
     _screenshot(page.locator(".jp-Cell", has=view), "webcam_jupyterlab.png", tmp_path)  # the cell and its widget
 
     # stop() from Python releases the camera in the browser; start() reopens it
@@ -233,7 +233,7 @@ def test_notebook7_runs_notebook_04_live(root, page):
 def test_an_ipywidgets_7_kernel_runs_the_widget_both_ways(root, page, monkeypatch):
     # Colab's kernels have ipywidgets 7.7: the kernel side here is that version (on PYTHONPATH,
     # ahead of the project's ipywidgets 8), the page JupyterLab 4's widget manager.
-    monkeypatch.setenv("PYTHONPATH", browser.ipywidgets7_path())
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [browser.ipywidgets7_path(), os.environ.get("PYTHONPATH")])))
     (root / "ipywidgets7.ipynb").write_text(_notebook(
         "import ipywidgets\nfrom IPython.display import display\nfrom fer.apps import webcam\n"
         "a, b = webcam.Webcam(runtime='kernel'), webcam.Webcam(transport='base64', runtime='kernel')\n"
