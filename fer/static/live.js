@@ -264,18 +264,17 @@ export function mountLive(root, options) {
   }
 
   // The browser mode analyses each video frame once: wait for the next one the camera delivers.
-  let lastFrameTime = -1;
-  function nextFrame() {
-    return new Promise((resolve) => {
-      if (!video.requestVideoFrameCallback) { setTimeout(resolve, 1000 / 60); return; }
-      const done = (_now, meta) => {
-        if (meta.mediaTime === lastFrameTime) { video.requestVideoFrameCallback(done); return; }
-        lastFrameTime = meta.mediaTime;
-        resolve();
-      };
-      video.requestVideoFrameCallback(done);
-      setTimeout(resolve, 250); // a paused or hidden video must not stall the loop for ever
-    });
+  // Counted by the video's decoded frames, not requestVideoFrameCallback, which follows the page's
+  // compositor (about 18 a second on a busy headless Chromium while the camera sent 28).
+  let lastFrameCount = -1;
+  async function nextFrame() {
+    const deadline = performance.now() + 250; // a paused or hidden video must not stall the loop
+    while (performance.now() < deadline) {
+      const count = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality().totalVideoFrames : -1;
+      if (count < 0) { await sleep(1000 / 60); return; }
+      if (count !== lastFrameCount) { lastFrameCount = count; return; }
+      await sleep(4);
+    }
   }
 
   async function loop(mine) {
