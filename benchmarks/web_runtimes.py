@@ -6,7 +6,8 @@ files) against ONNX Runtime Web (the same models converted to ONNX by tf2onnx), 
 
 For each runtime: the bytes a page must load (the runtime's JS and its one wasm variant), the time
 to start it and compile the models, and the median time of one call of BlazeFace front (1x128x128x3)
-and of the lite classifier (1x44x44x1) over ``--runs`` calls after 20 warm-up calls, single-threaded
+and of the lite classifier (1x44x44x1) over ``--runs`` calls after 20 warm-up calls, the two runtimes
+alternating call by call (so both see the same load), single-threaded
 (threads need cross-origin isolation, which notebooks and static hosts do not give). Both runtimes'
 outputs are compared (max |difference|) so that the two are timed doing the same work. Needs the
 ``export`` extra (tf2onnx) for the conversion.
@@ -43,8 +44,8 @@ window.bench = async (models, runs) => {
     for (let i = 0; i < n; i += 1) data[i] = ((i * 7919) % 255) / (k === "front" ? 127.5 : 1) - (k === "front" ? 1 : 0);
     return [k, { shape, data }];
   }));
-  const out = {};
-  // LiteRT.js
+  const out = { litert: {}, ort: {} };
+  // LiteRT.js: start the runtime, compile both models
   let t = performance.now();
   const get = async (name) => (await fetch(RUNTIME_FILES.includes(name) ? `litert/${name}` : name)).arrayBuffer();
   const core = await import("./litert/litert-core.js");
@@ -52,45 +53,42 @@ window.bench = async (models, runs) => {
   await core.loadLiteRt("litert/litert_wasm_internal.js");
   const lt = {};
   for (const k of Object.keys(models)) lt[k] = await core.loadAndCompile(fixedBatch(new Uint8Array(await get(`${k}.tflite`))), { accelerator: "wasm" });
-  out.litert = { start_ms: performance.now() - t };
-  const ltOut = {};
-  for (const k of Object.keys(models)) {
-    const times = [];
-    for (let i = 0; i < runs + 20; i += 1) {
-      const s = performance.now();
-      const x = new core.Tensor(inputs[k].data, inputs[k].shape);
-      const y = await lt[k].run([x]);
-      ltOut[k] = y.map((v) => Float32Array.from(v.toTypedArray()));
-      y.forEach((v) => v.delete()); x.delete();
-      if (i >= 20) times.push(performance.now() - s);
-    }
-    out.litert[`${k}_ms`] = med(times);
-  }
-  // ONNX Runtime Web
+  out.litert.start_ms = performance.now() - t;
+  // ONNX Runtime Web: the same
   t = performance.now();
   const ort = await import("./ort/ort.wasm.min.mjs");
   ort.env.wasm.numThreads = 1;
   ort.env.wasm.wasmPaths = new URL("./ort/", location.href).href;
   const os = {};
   for (const k of Object.keys(models)) os[k] = await ort.InferenceSession.create(`${k}.onnx`, { executionProviders: ["wasm"] });
-  out.ort = { start_ms: performance.now() - t };
+  out.ort.start_ms = performance.now() - t;
+  const runLt = async (k) => {
+    const x = new core.Tensor(inputs[k].data, inputs[k].shape);
+    const y = await lt[k].run([x]);
+    const arrays = y.map((v) => Float32Array.from(v.toTypedArray()));
+    y.forEach((v) => v.delete()); x.delete();
+    return arrays;
+  };
+  const runOrt = async (k) => {
+    const res = await os[k].run({ [os[k].inputNames[0]]: new ort.Tensor("float32", inputs[k].data, inputs[k].shape) });
+    return os[k].outputNames.map((name) => res[name].data);
+  };
   let maxDiff = 0;
   for (const k of Object.keys(models)) {
-    const times = [];
-    for (let i = 0; i < runs + 20; i += 1) {
-      const s = performance.now();
-      const feeds = { [os[k].inputNames[0]]: new ort.Tensor("float32", inputs[k].data, inputs[k].shape) };
-      const res = await os[k].run(feeds);
-      if (i === 0) {
-        os[k].outputNames.forEach((name, j) => {
-          const a = res[name].data;
-          const b = ltOut[k].find((v) => v.length === a.length);
-          for (let q = 0; q < a.length; q += 1) maxDiff = Math.max(maxDiff, Math.abs(a[q] - b[q]));
-        });
-      }
-      if (i >= 20) times.push(performance.now() - s);
+    const a = await runLt(k);
+    const b = await runOrt(k);
+    b.forEach((v) => { const w = a.find((u) => u.length === v.length); for (let q = 0; q < v.length; q += 1) maxDiff = Math.max(maxDiff, Math.abs(v[q] - w[q])); });
+    const times = { litert: [], ort: [] };
+    for (let i = 0; i < runs + 20; i += 1) { // alternating, call by call: both see the same load
+      let s = performance.now();
+      await runLt(k);
+      if (i >= 20) times.litert.push(performance.now() - s);
+      s = performance.now();
+      await runOrt(k);
+      if (i >= 20) times.ort.push(performance.now() - s);
     }
-    out.ort[`${k}_ms`] = med(times);
+    out.litert[`${k}_ms`] = med(times.litert);
+    out.ort[`${k}_ms`] = med(times.ort);
   }
   out.max_abs_output_difference = maxDiff;
   return out;
