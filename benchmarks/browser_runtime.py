@@ -138,10 +138,12 @@ def widget(chromium, seconds: float, work: Path) -> dict:
             kernel = browser.run_all(page, url, "lab", f"{name}.ipynb")
             view = page.locator(".fer-live").first
             browser.wait_for_predictions(view, 10, 180)
+            count = "import json, time; print(json.dumps([cam.browser_reports, time.monotonic()]))"
+            before = json.loads(browser.kernel_run(root, kernel, count))
             out[name] = sample(view, seconds)
-            if name.startswith("browser"):
-                out[name]["reports_to_kernel"] = json.loads(browser.kernel_run(
-                    root, kernel, "import json; print(json.dumps(cam.browser_reports))"))
+            if name.startswith("browser"):  # reports reaching the kernel per second (at most report_fps)
+                after = json.loads(browser.kernel_run(root, kernel, count))
+                out[name]["reports_per_s"] = round((after[0] - before[0]) / (after[1] - before[1]), 2)
             browser.kernel_run(root, kernel, "cam.stop()")
             context.close()
     return out
