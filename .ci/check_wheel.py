@@ -2,7 +2,8 @@
 
 Builds the wheel, installs it into a fresh venv (no extras), then from an empty folder elsewhere:
 ``python -m fer predict`` on a photo, and ``python -m fer serve`` answering ``/healthz`` and one
-``/api/predict``. Fails unless TensorFlow was neither installed nor imported, nothing was written
+``/api/predict``, and ``python -m fer export --web`` writing the static demo with the LiteRT.js
+runtime's files intact (their pinned sha256). Fails unless TensorFlow was neither installed nor imported, nothing was written
 under site-packages, and stderr stayed empty. Prints the install's size and the commands' times
 (first and warm ``predict``, ``import fer``): the figures docs/performance.md quotes.
 
@@ -111,6 +112,25 @@ def check_serve(python: Path, image: Path, cwd: Path, env: dict) -> None:
     must(not any("Traceback" in ln for ln in noise), "serve raised nothing")
 
 
+def check_web(python: Path, cwd: Path, env: dict) -> None:
+    """The static demo from the installed package: the page, the runtime (its files as pinned in its
+    SOURCE.json) and the models."""
+    import hashlib
+
+    site = cwd / "web-demo"
+    out = run([python, "-m", "fer", "export", "--web", site], cwd=cwd, env=env)
+    must(out.returncode == 0 and (site / "index.html").is_file(), "export --web writes the static demo", out)
+    source = json.loads((site / "static" / "litert" / "SOURCE.json").read_text())
+    pins = {name: f["sha256"] for pkg in source["packages"].values() for name, f in pkg["files"].items()}
+    bad = [n for n, digest in pins.items()
+           if hashlib.sha256((site / "static" / "litert" / n).read_bytes()).hexdigest() != digest]
+    must(len(pins) == 4 and not bad, f"the demo's LiteRT.js files match their pinned sha256 {bad}")
+    models = sorted(p.name for p in (site / "models").glob("*.tflite"))
+    must(models == ["face_detection_back.tflite", "face_detection_front.tflite", "lite.tflite", "main.tflite"],
+         f"the demo has the shipped models ({models})")
+    print(f"check_wheel: the static demo is {size_mb(site):.1f} MB", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", help="build in this folder and keep it (default: a temporary one)")
@@ -152,6 +172,7 @@ def main() -> int:
         warm = sorted(timed([python, "-m", "fer", "predict", image], work, env)[0] for _ in range(3))[1]
         print(f"check_wheel: predict first {first:.2f} s, warm {warm:.2f} s (median of 3)", flush=True)
         check_serve(python, image, work, env)
+        check_web(python, work, env)
         after = files_under(site)
         changed = sorted(f for f, t in after.items() if before.get(f) != t)
         must(not changed, f"nothing was written under site-packages {changed[:5]}")

@@ -10,4 +10,6 @@ need none of the training stack.
   :mod:`~fer.apps.workers`, :mod:`~fer.apps.stream`: the web app, its access token off
   loopback, its upload checks, its worker processes and its MJPEG stream;
 - :mod:`~fer.apps.loadtest`: the web app under concurrent clients.
+- :mod:`~fer.apps.web`: the models in the browser (LiteRT.js): the files the widget's and the
+  page's browser mode load, and the static demo ``python -m fer export --web DIR``.
 """

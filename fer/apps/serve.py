@@ -9,7 +9,9 @@ waitress, a production WSGI server, on 127.0.0.1 unless a host is asked for. Rou
 - ``POST /api/predict``: multipart field ``image``, or a raw ``image/jpeg``/``image/png`` body →
   ``{"faces": [...], "width", "height", "ms"}`` with each face as :func:`fer.analyze` returns it;
 - ``GET /video_feed``: the ``--source`` camera or file, annotated, as MJPEG (:mod:`fer.apps.stream`);
-- ``GET /healthz``: ``{"status", "model", "stream"}`` for monitoring, without running the model.
+- ``GET /healthz``: ``{"status", "model", "stream"}`` for monitoring, without running the model;
+- ``GET /models/<name>``: the shipped ``.tflite`` files, for the page's browser mode (the models
+  run in the browser under LiteRT.js, from ``/static/litert/``; :mod:`fer.apps.web`).
 
 Off loopback the server asks for an access token on every route but ``/healthz``
 (:mod:`fer.apps.access`: ``?token=`` then a cookie, or ``Authorization: Bearer``).
@@ -32,7 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, jsonify, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
 
 from fer.apps import uploads
@@ -90,7 +92,8 @@ def create_app(analyze: Analyze | None = None, max_upload_bytes: int = MAX_UPLOA
     @app.get("/")
     def index():
         return render_template("index.html", classes=CLASSES, max_mb=f"{max_upload_bytes / 2**20:g}",
-                               stream=stream.status() if stream is not None else None)
+                               stream=stream.status() if stream is not None else None, runtime="server")
+    app.add_url_rule("/models/<name>", "model_file", _model_file)
 
     @app.get("/healthz")
     def healthz():
@@ -144,6 +147,20 @@ def create_app(analyze: Analyze | None = None, max_upload_bytes: int = MAX_UPLOA
         return _error(f"the server could not analyse this image ({type(err).__name__}); see the server log.", 500)
 
     return app
+
+
+def _model_file(name: str):
+    """``GET /models/<name>``: the page's browser mode fetches the shipped models here
+    (:func:`fer.apps.web.asset_path` is the list); the runtime is under ``/static/litert/``."""
+    from fer.apps.web import RUNTIME_FILES, WebAssetError, asset_path
+
+    try:
+        if name in RUNTIME_FILES:
+            raise WebAssetError(f"{name} is under /static/litert/, not /models/")
+        path = asset_path(name)
+    except WebAssetError as err:
+        return _error(str(err), 404)
+    return send_file(path, mimetype="application/octet-stream", max_age=3600)
 
 
 def _upload_bytes() -> bytes:

@@ -1,9 +1,13 @@
 """The live webcam in a notebook: a browser-camera widget and a kernel-side camera.
 
 - :class:`Webcam` (anywidget; JupyterLab, Notebook 7, Colab): the *browser* opens the camera and
-  plays it; frames go to the kernel downscaled as JPEG, one at a time; the kernel answers with
-  the faces, and the browser draws them over the live video. Its front end is
-  ``fer/static/live.js`` (shared with the web app's page) plus ``fer/static/widget.js``.
+  plays it. With ``runtime="browser"`` the browser also runs the models (BlazeFace and the
+  classifier, the package's own ``.tflite`` files under LiteRT.js: ``fer/static/browser.js``,
+  :mod:`fer.apps.web`) on every new frame and reports the latest faces to the kernel a few times
+  a second; with ``runtime="kernel"`` frames go to the kernel downscaled as JPEG, one at a time,
+  and the kernel answers with the faces. Either way the browser draws them over the live video.
+  ``"auto"`` (the default) is the browser where its runtime loads, the kernel otherwise. Its front
+  end is ``fer/static/live.js`` (shared with the web app's page) plus ``fer/static/widget.js``.
 - :class:`KernelCamera`: the *kernel* reads a camera (or a video file) with OpenCV in a thread,
   for kernels that run where the camera is (VS Code, a local Jupyter).
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -72,19 +77,29 @@ class FrameAnalyzer:
         return self.smoother.update(faces) if self.smoother is not None else faces
 
 
+#: The widget's front end, in the order they are joined (each file's imports of the others dropped).
+BUNDLE = ("faces.js", "browser.js", "live.js", "widget.js")
+_LOCAL_IMPORT = re.compile(r'^import\s[^;]*?from\s+"\./[\w.-]+\.js";[ \t]*\n', re.M)
+
+
 def _bundle() -> str:
-    # One ES module: anywidget loads a single module, so widget.js is appended to live.js
-    # (the page loads live.js on its own). No CDN, no bundler; works offline.
-    return (STATIC / "live.js").read_text() + "\n" + (STATIC / "widget.js").read_text()
+    # One ES module: anywidget loads a single module, so the page's modules are joined into one
+    # (the page loads them on its own). No CDN, no bundler; works offline.
+    return "\n".join(_LOCAL_IMPORT.sub("", (STATIC / name).read_text()) for name in BUNDLE)
 
 
 class Webcam(anywidget.AnyWidget):
     """The browser's camera, analysed by this kernel, drawn live over the video.
 
-    ``display(Webcam())`` returns at once; the browser asks for the camera and starts. The kernel
-    answers each frame in its widget-message handler (no thread, no loop in a cell). Whether it
-    answers while another cell runs depends on the kernel (ipykernel 7 did in this project's
-    tests); when it does not, the widget says the kernel is busy, and the video keeps playing.
+    ``display(Webcam())`` returns at once; the browser asks for the camera and starts. ``runtime``:
+    ``"browser"`` runs the models in the browser (``classifier`` ``"lite"`` or ``"main"``) up to the
+    camera's rate and reports the latest faces to the kernel at most ``report_fps`` times a second;
+    ``"kernel"`` sends frames to this kernel, which answers each in its widget-message handler (no
+    thread, no loop in a cell; whether it answers while another cell runs depends on the kernel,
+    ipykernel 7 did in this project's tests; when it does not, the widget says the kernel is busy,
+    and the video keeps playing); ``"auto"`` is the browser where its runtime loads, else the
+    kernel. ``active_runtime`` says which runs, ``runtime_error`` why the browser's did not load.
+    A custom ``analyze`` runs in the kernel.
 
     Read ``faces`` (the latest answer), ``frames_received`` / ``frames_answered``, ``stats``
     (the browser's predictions/s and round trip, updated once a second) and ``error`` (the
@@ -105,15 +120,26 @@ class Webcam(anywidget.AnyWidget):
     device_id = t.Unicode("", help="the browser's camera (deviceId); '' for the default").tag(sync=True)
     stats = t.Dict(help="the browser's figures: fps, rtt_p50_ms, rtt_p95_ms, kernel_ms, transport").tag(sync=True)
     error = t.Unicode("", help="the message the widget shows, '' when none").tag(sync=True)
+    runtime = t.Enum(("auto", "browser", "kernel"), "auto", help="where the models run").tag(sync=True)
+    classifier = t.Enum(("lite", "main"), "lite", help="the classifier the browser runs").tag(sync=True)
+    smooth = t.Bool(True, help="smooth each face's label across frames").tag(sync=True)
+    report_fps = t.Float(5.0, help="browser mode: at most this many reports of the faces a second").tag(sync=True)
+    active_runtime = t.Unicode("", help="set by the browser: 'browser', 'kernel' or 'loading'").tag(sync=True)
+    runtime_error = t.Unicode("", help="set by the browser: why its runtime did not load").tag(sync=True)
 
     faces = t.List(help="the latest answer: [{box, label, probs, id}] in the frame's pixels")
     frames_received = t.Int(0)
     frames_answered = t.Int(0)
     kernel_ms = t.Float(0.0, help="time the kernel took for the latest frame")
+    browser_reports = t.Int(0, help="browser mode: reports of the faces received")
 
     def __init__(self, analyze: Analyze | None = None, on_result: Callable[[Faces], Any] | None = None,
                  smooth: bool = True, **kwargs: Any):
-        super().__init__(**kwargs)
+        if analyze is not None:
+            if kwargs.get("runtime") == "browser":
+                raise ValueError("a custom analyze runs in the kernel: pass runtime='kernel' (or leave runtime='auto')")
+            kwargs["runtime"] = "kernel"
+        super().__init__(smooth=smooth, **kwargs)
         self._analyzer = FrameAnalyzer(analyze, smooth=smooth)
         self._on_result = on_result
         self.on_msg(self._handle)
@@ -128,6 +154,12 @@ class Webcam(anywidget.AnyWidget):
     def _check_side(self, proposal):
         if not 64 <= proposal["value"] <= 4096:
             raise t.TraitError(f"max_side must be 64-4096 pixels, not {proposal['value']}")
+        return proposal["value"]
+
+    @t.validate("report_fps")
+    def _check_report_fps(self, proposal):
+        if not 0 < proposal["value"] <= 5:
+            raise t.TraitError(f"report_fps must be in (0, 5] reports a second, not {proposal['value']}")
         return proposal["value"]
 
     @t.validate("jpeg_quality")
@@ -151,9 +183,50 @@ class Webcam(anywidget.AnyWidget):
         return bytes(buffers[0]) if buffers else None
 
     def _handle(self, _widget, content: dict, buffers: list) -> None:
-        if not isinstance(content, dict) or content.get("type") != "frame":
+        kind = content.get("type") if isinstance(content, dict) else None
+        if kind == "frame":
+            self.send(self.answer(content, buffers or []))
+        elif kind == "file":
+            self.send(*self.file_reply(content))
+        elif kind == "faces":
+            self.browser_result(content)
+
+    def asset_bytes(self, name: str) -> bytes:
+        """The bytes of a runtime or model file the browser asked for (:func:`fer.apps.web.asset_path`)."""
+        from fer.apps.web import asset_path
+
+        return asset_path(name).read_bytes()
+
+    def file_reply(self, content: dict) -> tuple[dict, list[bytes]]:
+        """A ``{type: "file", name, mode}`` request → the reply and its buffers: the file as one
+        binary buffer, or as base64 text (``mode="base64"``), or ``error`` saying why not."""
+        from fer.apps.web import WebAssetError
+
+        reply = {"type": "file", "id": content.get("id"), "name": content.get("name"), "mode": content.get("mode")}
+        try:
+            data = self.asset_bytes(str(content.get("name")))
+        except (WebAssetError, OSError) as err:
+            return {**reply, "error": str(err)}, []
+        if content.get("mode") == "base64":
+            return {**reply, "data": base64.b64encode(data).decode("ascii")}, []
+        return {**reply, "mode": "buffers", "size": len(data)}, [data]
+
+    def browser_result(self, content: dict) -> None:
+        """A browser-mode report ``{type: "faces", faces}`` → ``faces`` and ``on_result``."""
+        from fer.inference.predict import jsonable_faces
+
+        try:
+            faces = jsonable_faces(content.get("faces") or [])
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            log.warning("a malformed report from the browser was ignored: %s", err)
             return
-        self.send(self.answer(content, buffers or []))
+        self.faces = faces
+        self.browser_reports += 1
+        if self._on_result is not None:
+            try:
+                self._on_result(faces)
+            except Exception:  # a user's callback must not stop the stream
+                log.exception("on_result callback failed")
 
     def answer(self, content: dict, buffers: list) -> dict:
         """One frame message → the reply message (``result``, ``error`` or ``no-buffers``)."""

@@ -113,16 +113,24 @@ def add_export(sub) -> None:
     p = sub.add_parser("export", help="export the classifier to TFLite (fp32/fp16/int8) and ONNX", description=(
         "Convert a .keras model (default: the bundled one) into OUT_DIR and check each export "
         "against Keras on FER2013 PublicTest faces (or generated faces if FER2013 is absent): "
-        "top-1 agreement and max probability difference. fer.load_classifier(path) runs the files."))
+        "top-1 agreement and max probability difference. fer.load_classifier(path) runs the files. "
+        "With --web DIR, write the static demo instead: a folder (index.html, JS, the LiteRT.js "
+        "WebAssembly runtime, the shipped models) where the webcam and photos are analysed in the "
+        "browser, servable by any static host (GitHub Pages; python -m http.server)."))
     p.add_argument("--model", help="the .keras model (default: the bundled one)")
     p.add_argument("-o", "--out-dir", default="exported", help="folder to write to (default: exported/)")
     p.add_argument("--formats", default="tflite,tflite-fp16,tflite-int8,onnx",
                    help="comma-separated: tflite, tflite-fp16, tflite-int8, onnx (default: all)")
     p.add_argument("--check", type=int, default=500, help="faces to check parity on (0: skip)")
+    p.add_argument("--web", metavar="DIR", help="write the in-browser static demo to DIR (no conversion; no TensorFlow)")
+    p.add_argument("--web-models", default="lite,main",
+                   help="with --web: the classifiers the page offers, comma-separated (default: lite,main)")
     p.set_defaults(handler=cmd_export)
 
 
 def cmd_export(args) -> int:
+    if args.web:
+        return _export_web(args)
     from fer.inference import export, predict
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
@@ -143,6 +151,21 @@ def cmd_export(args) -> int:
             r = export.parity(reference, predict.load_classifier(path), faces)
             line += f"  top-1 agreement {r['top1_agreement']:.2%} on {r['n']}, max |dp| {r['max_abs_diff']:.4f}"
         print(line)
+    return 0
+
+
+def _export_web(args) -> int:
+    from fer.apps.web import WebAssetError, export_web
+
+    classifiers = tuple(c.strip() for c in args.web_models.split(",") if c.strip())
+    try:
+        written = export_web(args.web, classifiers)
+    except WebAssetError as err:
+        raise CLIError(str(err)) from None
+    total = sum(written.values())
+    print(f"wrote {len(written)} files ({total / 1e6:.1f} MB) to {args.web}: open index.html through a web "
+          f"server, e.g. python -m http.server --bind 127.0.0.1 --directory {args.web} 8000 and "
+          "http://localhost:8000/ (the camera needs https or localhost; file:// cannot load the models)")
     return 0
 
 

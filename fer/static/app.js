@@ -3,7 +3,15 @@
 // a time, the next only after the answer, at most 10 a second; boxes stay drawn between answers).
 // With `python -m fer serve --source ...` the page also shows the server's own annotated video
 // (GET /video_feed, MJPEG) and its state from GET /healthz, polled every 2 s.
+//
+// The browser mode runs the models in this page instead (fer/static/browser.js: LiteRT.js and the
+// package's .tflite files, fetched from static/litert/ and models/ beside the page): the page
+// `python -m fer export --web DIR` writes has only that mode; the server's page offers it as
+// "models run: in this browser". The latest answer is kept as JSON in the `data-faces` attribute
+// of the overlay element (the live view's canvas, or the photo's).
 
+import { RUNTIME_FILES, framePixels, loadModels } from "./browser.js";
+import { Smoother } from "./faces.js";
 import { color, drawFaces, mountLive } from "./live.js";
 
 const CLASSES = window.FER_CLASSES;
@@ -17,6 +25,52 @@ const statusEl = document.getElementById("status");
 const facesEl = document.getElementById("faces");
 const hint = document.getElementById("hint");
 const cameraButton = document.getElementById("camera");
+const runtimeSelect = document.getElementById("runtime"); // absent on the static page: browser only
+const classifierSelect = document.getElementById("classifier");
+const PHOTO_MAX_SIDE = 1920; // the browser mode analyses photos at up to this side
+let runtime = document.body.dataset.runtime;
+let models = null; // a Promise of the browser's analyser (fer/static/browser.js), once asked for
+let smoother = new Smoother();
+
+async function getFile(name) {
+  const url = new URL(RUNTIME_FILES.includes(name) ? `static/litert/${name}` : `models/${name}`, document.baseURI);
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`HTTP ${response.status} for ${url.pathname}`);
+  return response.arrayBuffer();
+}
+
+function loadBrowserModels(classifier) {
+  const started = performance.now();
+  document.body.dataset.ready = "loading";
+  setStatus(`Loading the ${classifier} model into this browser…`);
+  smoother = new Smoother();
+  models = loadModels(getFile, { classifier }).then((loaded) => {
+    const ms = performance.now() - started;
+    Object.assign(document.body.dataset, { ready: "true", loadMs: String(Math.round(ms)), classifier,
+      readyAt: String(Math.round(performance.now())) }); // ms since the page's navigation started
+    setStatus(`Models ready in this browser (${classifier}, LiteRT.js), loaded in ${(ms / 1000).toFixed(1)} s. ` +
+      "Nothing is uploaded.");
+    return loaded;
+  }, (err) => {
+    document.body.dataset.ready = "error";
+    setStatus(`The models did not load in this browser: ${err.message}. ` + (runtimeSelect
+      ? "Choose “models run on the server” to run them there."
+      : "Serve the whole folder that python -m fer export --web wrote (or export it again)."), true);
+    throw err;
+  });
+  models.catch(() => {}); // shown above; each use awaits it and shows its own failure
+  return models;
+}
+
+/** The browser mode's answer for pixels, in the server's shape: {faces, width, height, ms}. */
+async function analyzeHere(pixels, smooth) {
+  const loaded = await models;
+  const started = performance.now();
+  const found = await loaded.analyze(pixels.rgba, pixels.width, pixels.height);
+  const ms = Math.round(performance.now() - started);
+  return { faces: smooth ? smoother.update(found) : found, width: pixels.width, height: pixels.height, ms, kernel_ms: ms };
+}
+const where = () => (runtime === "browser" ? `in this browser (${document.body.dataset.classifier || classifierSelect.value})` : "on the server");
 
 function setStatus(text, isError = false) {
   statusEl.textContent = text;
@@ -62,10 +116,12 @@ const live = mountLive(liveEl, {
     const data = await predict(blob);
     return { ...data, kernel_ms: data.ms };
   },
+  analyze: runtime === "browser" ? (pixels) => analyzeHere(pixels, true) : undefined,
+  where: where(),
   onResult(result) {
     listFaces(result.faces);
     const n = result.faces.length;
-    setStatus(`Live: ${n} face${n === 1 ? "" : "s"}, ${result.ms} ms a frame on the server.`);
+    setStatus(`Live: ${n} face${n === 1 ? "" : "s"}, ${result.ms} ms a frame ${where()}.`);
   },
   onRunning(on) {
     cameraButton.textContent = on ? "Stop webcam" : "Start webcam";
@@ -109,20 +165,41 @@ async function analyseFile(file) {
   hint.hidden = true;
   setStatus("Analysing…");
   try {
-    const upload = file.size > 8 * 2 ** 20
-      ? await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.92))
-      : file;
-    const data = await predict(upload);
+    let data;
+    if (runtime === "browser") {
+      data = await analyzeHere(framePixels(img, img.naturalWidth, img.naturalHeight, PHOTO_MAX_SIDE), false);
+    } else {
+      const upload = file.size > 8 * 2 ** 20
+        ? await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.92))
+        : file;
+      data = await predict(upload);
+    }
+    canvas.dataset.faces = JSON.stringify(data.faces.map(({ box, label, probs }) => ({ box, label, probs })));
     drawFaces(ctx, data.faces, { sx: canvas.width / data.width, sy: canvas.height / data.height, top: 0 });
     listFaces(data.faces);
     const n = data.faces.length;
-    setStatus(`${n} face${n === 1 ? "" : "s"} in ${data.ms} ms.`);
+    setStatus(`${n} face${n === 1 ? "" : "s"} in ${data.ms} ms ${where()}.`);
   } catch (err) {
     setStatus(err.message, true);
   } finally {
     URL.revokeObjectURL(img.src);
   }
 }
+
+function chooseRuntime(next) {
+  runtime = next;
+  document.body.dataset.runtime = next;
+  document.getElementById("classifier-choice").hidden = next !== "browser";
+  if (next === "browser" && !models) loadBrowserModels(classifierSelect.value);
+  live.set({ analyze: next === "browser" ? (pixels) => analyzeHere(pixels, true) : null, where: where() });
+}
+if (runtime === "browser") loadBrowserModels(classifierSelect.value);
+runtimeSelect?.addEventListener("change", () => chooseRuntime(runtimeSelect.value));
+classifierSelect.addEventListener("change", () => {
+  document.body.dataset.classifier = classifierSelect.value;
+  loadBrowserModels(classifierSelect.value);
+  live.set({ where: where() });
+});
 
 document.getElementById("file").addEventListener("change", (e) => analyseFile(e.target.files[0]));
 cameraButton.addEventListener("click", () => (live.running ? showPhotoStage() : startWebcam()));

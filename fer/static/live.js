@@ -1,7 +1,9 @@
 // fer live camera view: the browser's camera, frames to a predictor one at a time, an overlay drawn
 // from the latest answer. One implementation for the web page (fer/templates/index.html: frames go
 // to POST /api/predict) and the notebook widget (fer.webcam.Webcam: frames go to the kernel as
-// widget messages; fer/static/widget.js). Each caller passes `predict(blob, frame)`.
+// widget messages; fer/static/widget.js). Each caller passes `predict(blob, frame)`, or, for the
+// browser mode (the models run in this page: fer/static/browser.js), `analyze(pixels, frame)`,
+// which gets each new video frame's pixels instead of a JPEG.
 //
 // Why it is shaped like this:
 // - the <video> plays the camera stream itself, so it runs at the camera's rate and never waits
@@ -138,7 +140,10 @@ function percentile(sorted, q) {
 /** Mount the live view in `root` and return its controller.
  *
  * options:
- *   predict(blob, {id, width, height}) → Promise<{faces, kernel_ms?, received?}>   (required)
+ *   predict(blob, {id, width, height}) → Promise<{faces, kernel_ms?, received?}>   (or:)
+ *   analyze({rgba, width, height}, {id, width, height}) → Promise<{faces, kernel_ms?}>: the browser
+ *     mode; it runs on every new video frame (up to the camera's rate), not at maxFps
+ *   where: what the bar says runs the models ("in the browser", "in the kernel"; set() changes it)
  *   context: "page" | "notebook"  (chooses the next steps in messages)
  *   mirror, maxFps, maxSide, jpegQuality, deviceId: the starting settings
  *   toggle: show the Start/Stop button (the page has its own)
@@ -147,9 +152,9 @@ function percentile(sorted, q) {
  */
 export function mountLive(root, options) {
   const opts = { context: "page", mirror: true, maxFps: 10, maxSide: 640, jpegQuality: 0.8,
-    deviceId: "", toggle: true, slowAfterMs: 4000, ...options };
+    deviceId: "", toggle: true, slowAfterMs: 4000, where: "", ...options };
   const settings = { mirror: opts.mirror, maxFps: opts.maxFps, maxSide: opts.maxSide,
-    jpegQuality: opts.jpegQuality, deviceId: opts.deviceId };
+    jpegQuality: opts.jpegQuality, deviceId: opts.deviceId, where: opts.where, analyze: opts.analyze };
 
   const toggle = el("button", { class: "fer-live-toggle", type: "button", text: "Start camera" });
   const mirrorBox = el("input", { type: "checkbox", class: "fer-live-mirror" });
@@ -176,9 +181,10 @@ export function mountLive(root, options) {
   root.append(box);
   mirrorBox.checked = settings.mirror;
   fpsInput.value = String(settings.maxFps);
+  fpsInput.disabled = Boolean(settings.analyze);
 
   const work = document.createElement("canvas"); // the downscaled frame that is encoded and sent
-  const workCtx = work.getContext("2d");
+  const workCtx = work.getContext("2d", { willReadFrequently: true });
   const ctx = overlay.getContext("2d");
   let stream = null;
   let session = 0;      // bumps on every start/stop so an old loop ends itself
@@ -207,6 +213,9 @@ export function mountLive(root, options) {
     const h = Math.round(overlay.clientHeight * devicePixelRatio);
     if (overlay.width !== w || overlay.height !== h) { overlay.width = w; overlay.height = h; }
     ctx.clearRect(0, 0, overlay.width, overlay.height);
+    // the latest answer, for scripts and tests: [{box: [x, y, w, h], label, probs}] in frame pixels
+    overlay.dataset.faces = JSON.stringify(latest && stream
+      ? latest.faces.map(({ box, label, probs }) => ({ box, label, probs })) : []);
     if (!latest || !stream) return;
     drawFaces(ctx, latest.faces, { sx: w / latest.width, sy: h / latest.height, mirror: settings.mirror, width: w });
   }
@@ -228,10 +237,12 @@ export function mountLive(root, options) {
     stats.rtt_p95_ms = percentile(sorted, 0.95);
     stats.encode_p50_ms = percentile([...encodes].sort((a, b) => a - b), 0.5);
     const round = (v) => (Number.isFinite(v) ? Math.round(v) : "–");
+    const where = settings.where ? `${settings.where} · ` : "";
     statsEl.textContent = stream
-      ? `${stats.fps.toFixed(1)} predictions/s · round trip ${round(stats.rtt_p50_ms)} ms ` +
-        `(p95 ${round(stats.rtt_p95_ms)}) · model ${round(stats.kernel_ms)} ms`
-      : "camera off";
+      ? `${where}${stats.fps.toFixed(1)} predictions/s · ${settings.analyze ? "frame to overlay" : "round trip"} ` +
+        `${round(stats.rtt_p50_ms)} ms (p95 ${round(stats.rtt_p95_ms)}) · model ${round(stats.kernel_ms)} ms`
+      : `${where}camera off`;
+    box.dataset.where = settings.where;
     for (const [k, v] of Object.entries(stats)) box.dataset[k.replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase())] = String(v);
     box.dataset.running = String(Boolean(stream));
     opts.onStats?.({ ...stats, running: Boolean(stream) });
@@ -244,13 +255,33 @@ export function mountLive(root, options) {
     work.width = Math.round(vw * scale);
     work.height = Math.round(vh * scale);
     workCtx.drawImage(video, 0, 0, work.width, work.height);
+    if (settings.analyze) {
+      return { pixels: { rgba: workCtx.getImageData(0, 0, work.width, work.height).data, width: work.width, height: work.height },
+        width: work.width, height: work.height };
+    }
     const blob = await new Promise((resolve) => work.toBlob(resolve, "image/jpeg", settings.jpegQuality));
     return { blob, width: work.width, height: work.height };
+  }
+
+  // The browser mode analyses each video frame once: wait for the next one the camera delivers.
+  // Counted by the video's decoded frames, not requestVideoFrameCallback, which follows the page's
+  // compositor (about 18 a second on a busy headless Chromium while the camera sent 28).
+  let lastFrameCount = -1;
+  async function nextFrame() {
+    const deadline = performance.now() + 250; // a paused or hidden video must not stall the loop
+    while (performance.now() < deadline) {
+      const count = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality().totalVideoFrames : -1;
+      if (count < 0) { await sleep(1000 / 60); return; }
+      if (count !== lastFrameCount) { lastFrameCount = count; return; }
+      await sleep(4);
+    }
   }
 
   async function loop(mine) {
     while (mine === session) {
       if (video.readyState < 2 || !video.videoWidth) { await sleep(30); continue; }
+      if (settings.analyze) await nextFrame();
+      if (mine !== session) return;
       const started = performance.now();
       const frame = await grab();
       if (mine !== session) return;
@@ -260,7 +291,7 @@ export function mountLive(root, options) {
       inFlightSince = performance.now();
       let result = null;
       try {
-        result = await opts.predict(frame.blob, meta);
+        result = settings.analyze ? await settings.analyze(frame.pixels, meta) : await opts.predict(frame.blob, meta);
       } catch (err) {
         inFlightSince = 0;
         if (mine !== session) return;
@@ -285,7 +316,7 @@ export function mountLive(root, options) {
       box.dataset.labels = latest.faces.map((f) => f.label).join(",");
       redraw();
       opts.onResult?.(result, meta);
-      const wait = 1000 / Math.max(0.1, settings.maxFps) - (performance.now() - started);
+      const wait = settings.analyze ? 0 : 1000 / Math.max(0.1, settings.maxFps) - (performance.now() - started);
       if (wait > 0) await sleep(wait);
     }
   }
@@ -368,7 +399,9 @@ export function mountLive(root, options) {
     Object.assign(settings, Object.fromEntries(Object.entries(changes).filter(([, v]) => v !== undefined)));
     mirrorBox.checked = settings.mirror;
     fpsInput.value = String(settings.maxFps);
+    fpsInput.disabled = Boolean(settings.analyze); // the browser mode follows the camera's rate
     applyMirror();
+    report();
     if (settings.deviceId !== before && stream) { stop(); start(); }
   }
 

@@ -52,7 +52,9 @@ class DroppedBuffers(webcam.Webcam):
     def frame_bytes(content, buffers):
         return webcam.Webcam.frame_bytes(content, [])
 
-auto, forced, strict = DroppedBuffers(transport="auto"), webcam.Webcam(transport="base64"), DroppedBuffers(transport="buffers")
+auto = DroppedBuffers(transport="auto", runtime="kernel")
+forced = webcam.Webcam(transport="base64", runtime="kernel")
+strict = DroppedBuffers(transport="buffers", runtime="kernel")
 display(auto, forced, strict)
 """))
     (root / "slow.ipynb").write_text(_notebook("""
@@ -126,11 +128,13 @@ def _screenshot(view, name: str, tmp_dir: Path) -> None:
 
 
 def test_jupyterlab_runs_notebook_04_live(lab, root, page, tmp_path):
+    # notebook 04's Webcam() runs the models in the browser (runtime "auto" where LiteRT.js loads);
+    # the kernel path is what the other tests here run (runtime="kernel")
     kernel = browser.run_all(page, lab, "lab", NB04)
     view = page.locator(".fer-live").first
     stats = browser.wait_for_predictions(view, 20, WAIT_S)
-    _assert_live(view, stats)
-    assert stats["transport"] == "buffers"
+    _assert_live(view, stats, kernel=False)
+    assert stats["where"].startswith("in the browser")
 
     # the video plays at the camera's rate (15 fps), whatever the prediction rate
     before = _video_frames(view)
@@ -139,14 +143,14 @@ def test_jupyterlab_runs_notebook_04_live(lab, root, page, tmp_path):
 
     # the kernel's side: frames counted, the latest faces kept, the browser's figures synced
     counts = json.loads(browser.kernel_run(root, kernel, "import json; print(json.dumps("
-                                           "[cam.frames_received, cam.frames_answered, cam.faces, cam.stats]))"))
-    received, answered, faces, synced = counts
-    assert received >= answered >= 20 and faces and faces[0]["label"] in CLASSES
+                                           "[cam.browser_reports, cam.active_runtime, cam.faces, cam.stats]))"))
+    reports, active, faces, synced = counts
+    assert active == "browser" and reports >= 3 and faces and faces[0]["label"] in CLASSES
     assert synced.get("running") is True and synced.get("predictions", 0) > 0
 
     # steady state, the notebook's other cells done: the figures for the record
     page.wait_for_timeout(10_000)
-    _record("JupyterLab, buffers", browser.live_stats(view))
+    _record("JupyterLab, browser mode", browser.live_stats(view))
     _screenshot(page.locator(".jp-Cell", has=view), "webcam_jupyterlab.png", tmp_path)  # the cell and its widget
 
     # stop() from Python releases the camera in the browser; start() reopens it
@@ -220,18 +224,20 @@ def test_notebook7_runs_notebook_04_live(root, page):
         browser.run_all(page, url, "notebook", NB04)
         view = page.locator(".fer-live").first
         stats = browser.wait_for_predictions(view, 15, WAIT_S)
-        _assert_live(view, stats)
+        _assert_live(view, stats, kernel=False)  # notebook 04 runs the models in the browser
+        assert stats["where"].startswith("in the browser")
         page.wait_for_timeout(12_000)  # past the first answers, which waited for the model to load
-        _record("Notebook 7, buffers", browser.live_stats(view))
+        _record("Notebook 7, browser mode", browser.live_stats(view))
 
 
 def test_an_ipywidgets_7_kernel_runs_the_widget_both_ways(root, page, monkeypatch):
     # Colab's kernels have ipywidgets 7.7: the kernel side here is that version (on PYTHONPATH,
     # ahead of the project's ipywidgets 8), the page JupyterLab 4's widget manager.
-    monkeypatch.setenv("PYTHONPATH", browser.ipywidgets7_path())
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [browser.ipywidgets7_path(), os.environ.get("PYTHONPATH")])))
     (root / "ipywidgets7.ipynb").write_text(_notebook(
         "import ipywidgets\nfrom IPython.display import display\nfrom fer.apps import webcam\n"
-        "a, b = webcam.Webcam(), webcam.Webcam(transport='base64')\ndisplay(a, b)"))
+        "a, b = webcam.Webcam(runtime='kernel'), webcam.Webcam(transport='base64', runtime='kernel')\n"
+        "c = webcam.Webcam()\ndisplay(a, b, c)"))
     with browser.jupyter("lab", root, root / "lab-ipywidgets7.log") as url:
         kernel = browser.run_all(page, url, "lab", "ipywidgets7.ipynb")
         views = page.locator(".fer-live")
@@ -239,9 +245,14 @@ def test_an_ipywidgets_7_kernel_runs_the_widget_both_ways(root, page, monkeypatc
             stats = browser.wait_for_predictions(views.nth(i), 15, WAIT_S)
             _assert_live(views.nth(i), stats)
             assert stats["transport"] == transport
-        version, answered = json.loads(browser.kernel_run(
-            root, kernel, "import json; print(json.dumps([ipywidgets.__version__, a.frames_answered + b.frames_answered]))"))
-        assert version.startswith("7.") and answered >= 30
+        stats = browser.wait_for_predictions(views.nth(2), 15, WAIT_S)  # the models in the browser
+        _assert_live(views.nth(2), stats, kernel=False)
+        assert stats["where"].startswith("in the browser")
+        page.wait_for_timeout(1500)  # a report or more reaches the kernel
+        version, answered, reports = json.loads(browser.kernel_run(root, kernel, (
+            "import json; print(json.dumps([ipywidgets.__version__, a.frames_answered + b.frames_answered, "
+            "c.browser_reports]))")))
+        assert version.startswith("7.") and answered >= 30 and reports >= 1
 
 
 @pytest.fixture(scope="module")
