@@ -88,6 +88,10 @@ def add_train(sub) -> None:
                    help="profile block to train: main (the main model), lite or baseline")
     p.add_argument("--hp", help="JSON file of hyperparameters overriding the block (e.g. the tuner's best)")
     p.add_argument("--run-dir", help="where to write the run (default: runs/<profile>/<name>)")
+    p.add_argument("--init", help="a trained .keras model to start from (fine-tuning); with the block's arch 'ensemble', "
+                                  "an averaged model such as fer/weights/main.keras, fine-tuned as one graph")
+    p.add_argument("--labels", choices=["fer2013", "ferplus"],
+                   help="learn FER2013's labels or the FER+ vote distributions (default: the block's, else fer2013)")
     p.add_argument("--ship", action="store_true", help="copy the trained model into fer/weights/")
     p.add_argument("--float16-weights", action="store_true",
                    help="round the trained weights to float16 before evaluating and ship them so: half the file "
@@ -125,6 +129,7 @@ def cmd_train(args) -> int:
     hp = json.loads(open(args.hp).read()) if args.hp else {}
     if args.epochs is not None:  # the profile's flat epochs only sets the main block's; this is explicit
         hp["epochs"] = args.epochs
+    hp |= {key: value for key in ("init", "labels") if (value := getattr(args, key)) is not None}
     try:
         card = runs.run(profile, splits, block=args.model, hp=hp, run_dir=args.run_dir, verbose=2,
                         float16_weights=args.float16_weights, plan=plan, global_batch=args.global_batch)

@@ -282,3 +282,25 @@ def audit_lines(report: dict) -> list[str]:
                   f"    FER2013's label is the majority on {r['label_agrees']:.1%} of them "
                   f"({r['label_agrees_strong']:.1%} of the strong ones)"]
     return lines
+
+
+def by_image(splits: dict, split_votes: dict[str, np.ndarray]) -> dict[int, np.ndarray]:
+    """Votes keyed by each image's pixels (``fer.data.audit.image_digests``), so they follow the
+    images through cleaning and splitting; of identical images, the first with votes gives them."""
+    from fer.data.audit import image_digests
+
+    table: dict[int, np.ndarray] = {}
+    for split, (x, _) in splits.items():
+        if split in split_votes:
+            for d, v in zip(image_digests(x).tolist(), split_votes[split], strict=True):
+                if v.any():
+                    table.setdefault(d, v)
+    return table
+
+
+def votes_of(x: np.ndarray, table: dict[int, np.ndarray]) -> np.ndarray:
+    """``(N, 10)`` votes of the faces ``x`` from :func:`by_image`'s table (zeros: none)."""
+    from fer.data.audit import image_digests
+
+    empty = np.zeros(len(VOTE_COLUMNS), np.int16)
+    return np.stack([table.get(d, empty) for d in image_digests(x).tolist()]) if len(x) else np.zeros((0, 10), np.int16)

@@ -14,7 +14,7 @@ from typing import Any
 import keras
 
 from fer.config import RUNS_DIR, WEIGHTS_DIR, TrainConfig, config_from_profile, short_path
-from fer.data import audit
+from fer.data import audit, ferplus
 from fer.devices import hardware
 from fer.evaluation.metrics import evaluate_model
 from fer.inference import cards
@@ -69,6 +69,8 @@ def run(
         cfg = parallel.scaled(cfg, plan, global_batch)
     run_dir = Path(run_dir) if run_dir else run_dir_for(profile, block)
     data = audit.prepare(splits, seed=cfg.seed)
+    table = _vote_table(profile, splits, required=cfg.labels == "ferplus")
+    val_votes = ferplus.votes_of(data.val[0], table) if table else None
     card = finished_run(run_dir, cfg, data.fingerprint) if reuse else None
     stored = card.get("weights_dtype", "float32") if card is not None else None
     if stored == ("float16" if float16_weights else "float32"):
@@ -81,14 +83,35 @@ def run(
         model = card.pop("model")
         print(f"{block}: rounding the finished run in {run_dir} to float16 weights and evaluating it again")
     else:
-        model, history = fit(data.train, data.val, cfg, run_dir=run_dir, verbose=verbose,
+        train, val = data.train, data.val
+        if cfg.labels == "ferplus":  # the vote distributions, for learning and for choosing the best epoch
+            train, val = _vote_targets(train, table), _vote_targets(val, table)
+        model, history = fit(train, val, cfg, run_dir=run_dir, verbose=verbose,
                              fingerprint=data.fingerprint, plan=plan)
         if not plan.chief:  # process 0 evaluates and writes; wait until it has
             return _wait_for_process_0(plan, run_dir)
         card = _new_card(model, block, cfg, history, _data_block(profile, data, history["train_images"]))
-    saved = _save(run_dir, model, _evaluated(model, card, cfg, data.val, float16_weights))
+    saved = _save(run_dir, model, _evaluated(model, card, cfg, data.val, float16_weights, val_votes))
     parallel.barrier(plan, "fer-run-written")
     return saved
+
+
+def _vote_table(profile: Mapping[str, Any], splits: dict, required: bool) -> dict:
+    """FER+ votes by image (:func:`fer.data.ferplus.by_image`), or ``{}`` when there are none;
+    ``required`` (``labels: ferplus``) makes their absence an error."""
+    from fer.data import DataError
+
+    votes = ferplus.votes(profile.get("data_source"))
+    if votes is None and required:
+        raise DataError("labels: ferplus trains on FER+ votes, and none were found for this data (the line above "
+                        "says why): set $FER_VOTES to fer2013new.csv or ferplus_votes.csv")
+    return ferplus.by_image(splits, votes) if votes is not None else {}
+
+
+def _vote_targets(xy: tuple, table: dict) -> tuple:
+    """``(faces, (N, 7) vote targets)`` of the faces in ``xy`` that have them (:func:`fer.data.ferplus.targets`)."""
+    targets, keep = ferplus.targets(ferplus.votes_of(xy[0], table))
+    return xy[0][keep], targets[keep]
 
 
 def _wait_for_process_0(plan, run_dir: Path) -> dict[str, Any]:
@@ -114,7 +137,8 @@ def _new_card(model, name: str, cfg: TrainConfig, history: dict[str, Any], data:
     )
 
 
-def _evaluated(model, card: dict[str, Any], cfg: TrainConfig, val_xy: tuple, float16_weights: bool) -> dict[str, Any]:
+def _evaluated(model, card: dict[str, Any], cfg: TrainConfig, val_xy: tuple, float16_weights: bool,
+               val_votes=None) -> dict[str, Any]:
     """``card`` with the validation metrics, the weights' dtype and the teacher and starting model
     (rounding ``model``'s weights to float16 values first when asked)."""
     from fer.inference.dtypes import float32_copy, round_to_float16
@@ -122,7 +146,7 @@ def _evaluated(model, card: dict[str, Any], cfg: TrainConfig, val_xy: tuple, flo
     if float16_weights:
         round_to_float16(model)
     # measured on the float32 copy that ship() writes, so the card describes the shipped file
-    card["metrics"] = {"validation": evaluate_model(float32_copy(model), *val_xy), "precision": "float32"}
+    card["metrics"] = {"validation": evaluate_model(float32_copy(model), *val_xy, votes=val_votes), "precision": "float32"}
     card["weights_dtype"] = "float16" if float16_weights else "float32"
     if cfg.teacher:
         card["teacher"] = cards.entry(cfg.teacher)
