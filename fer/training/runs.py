@@ -279,6 +279,33 @@ def finished_run(run_dir: Path, cfg: TrainConfig, fingerprint: str) -> dict[str,
     return {**card, "model": keras.saving.load_model(model_file), "run_dir": run_dir}
 
 
+def add_agreement(model_path: str | os.PathLike, source: str | os.PathLike) -> dict[str, Any]:
+    """Measure a shipped model's agreement with the FER+ majority on the validation split its card
+    names (of the FER2013 in ``source``) and write it into its card; returns the card's
+    validation metrics. The accuracy measured again must be the card's, or the data is other data
+    and nothing is written."""
+    from fer.data import DataError, load
+    from fer.inference.predict import load_classifier
+
+    path, splits = Path(model_path), load(source)
+    card = cards.read(path)
+    split = (card.get("data") or {}).get("validation")
+    if split not in splits:
+        raise DataError(f"{path}: its card validates on {split!r}, which this data does not have ({sorted(splits)})")
+    votes = ferplus.votes(source)
+    if votes is None:
+        raise DataError("no FER+ votes for this data (the line above says why): set $FER_VOTES")
+    x, y = splits[split]
+    measured = evaluate_model(load_classifier(path, backend="keras").model, x, y, votes=votes[split])
+    recorded = card["metrics"]["validation"]
+    if abs(measured["accuracy_single"] - recorded["accuracy_single"]) > 1e-9:
+        raise DataError(f"{path}: accuracy {measured['accuracy_single']:.4f} on this {split}, its card says "
+                        f"{recorded['accuracy_single']:.4f}: other data than the card's; nothing written")
+    recorded |= {k: v for k, v in measured.items() if "agreement" in k}
+    cards.write(path, card)
+    return recorded
+
+
 def ship(run_dir: str | os.PathLike, name: str | None = None, weights_dir: str | os.PathLike | None = None) -> Path:
     """Copy a run's ``model.keras`` into ``fer/weights/<name>.keras`` with its card + sha256."""
     from fer.inference.dtypes import float32_copy, retyped_copy
