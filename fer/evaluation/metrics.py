@@ -208,6 +208,25 @@ def agreement(votes: np.ndarray, y_pred: np.ndarray, y_labels: np.ndarray | None
     return out
 
 
+def agreement_table(by_view: Mapping[str, Mapping[str, Any]]):
+    """:func:`agreement` results by view (``{"single": ..., "tencrop": ...}``) as one table,
+    with FER2013's own labels as the last row (the context)."""
+    import pandas as pd
+
+    def ci(a, key):
+        return f"{a[key]:.3f} [{a[key + '_ci'][0]:.3f}, {a[key + '_ci'][1]:.3f}]" if key in a else ""
+
+    rows = {view: {"faces with a majority": a["images"], "agreement": ci(a, "agreement"),
+                   "faces >= 8/10": a["strong_images"], "agreement >= 8/10": ci(a, "agreement_strong")}
+            for view, a in by_view.items()}
+    first = next(iter(by_view.values()))
+    if "labels_agreement" in first:
+        rows["FER2013's own labels"] = {"faces with a majority": first["images"], "agreement": f"{first['labels_agreement']:.3f}",
+                                        "faces >= 8/10": first["strong_images"],
+                                        "agreement >= 8/10": f"{first['labels_agreement_strong']:.3f}"}
+    return pd.DataFrame(rows).T
+
+
 def agreement_fields(votes: np.ndarray, y_pred: np.ndarray, y_labels: np.ndarray, view: str) -> dict[str, Any]:
     """A card's agreement entries for one ``view`` (single, flip, tencrop): ``agreement_<view>``
     and ``agreement_strong_<view>``; the single view adds the intervals, the face counts and
