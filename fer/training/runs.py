@@ -70,7 +70,7 @@ def run(
     run_dir = Path(run_dir) if run_dir else run_dir_for(profile, block)
     data = audit.prepare(splits, seed=cfg.seed)
     table = _vote_table(profile, splits, required=cfg.labels == "ferplus")
-    val_votes = ferplus.votes_of(data.val[0], table) if table else None
+    val_votes = ferplus.votes_of(data.val[0], table) if table else None  # the card's agreement
     card = finished_run(run_dir, cfg, data.fingerprint) if reuse else None
     stored = card.get("weights_dtype", "float32") if card is not None else None
     if stored == ("float16" if float16_weights else "float32"):
@@ -106,6 +106,12 @@ def _vote_table(profile: Mapping[str, Any], splits: dict, required: bool) -> dic
         raise DataError("labels: ferplus trains on FER+ votes, and none were found for this data (the line above "
                         "says why): set $FER_VOTES to fer2013new.csv or ferplus_votes.csv")
     return ferplus.by_image(splits, votes) if votes is not None else {}
+
+
+def _val_votes(profile: Mapping[str, Any], splits: dict, data: audit.Prepared):
+    """The FER+ votes of the validation faces (for the card's agreement), or None without votes."""
+    table = _vote_table(profile, splits, required=False)
+    return ferplus.votes_of(data.val[0], table) if table else None
 
 
 def _vote_targets(xy: tuple, table: dict) -> tuple:
@@ -205,7 +211,8 @@ def ensemble_run(
         precision="float32",
         hardware=hardware_seen[0] if all(h == hardware_seen[0] for h in hardware_seen) else hardware_seen,
         data=_data_block(profile, data),
-        metrics={"validation": evaluate_model(model, *data.val), "precision": "float32"},
+        metrics={"validation": evaluate_model(model, *data.val, votes=_val_votes(profile, splits, data)),
+                 "precision": "float32"},
         weights_dtype="float16" if float16_weights else "float32",
     )
     return _save(run_dir, model, card)
