@@ -173,3 +173,16 @@ def test_the_shared_votes_give_the_published_figures():
     both = sum(r["majority_7"] for r in report.values())
     agree = sum(r["majority_7"] * r["label_agrees"] for r in report.values())
     assert (both, round(100 * agree / both, 1)) == (24583, 71.7)  # ../shared/data/README.md's figures
+
+
+def test_the_data_command_prints_the_ferplus_audit(tmp_path, fer_zip, capsys, monkeypatch):
+    from fer import cli
+
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
+    votes = write(tmp_path / "votes.csv", HEADER, [
+        ["test/happy/PublicTest_9.png", "happy", "f9.png", 1, *votes_row(happiness=7, surprise=3)],
+        ["test/sad/PublicTest_8.png", "sad", "f8.png", 1, *votes_row(sadness=2, neutral=8)]])
+    assert cli.main(["data", str(fer_zip), "--votes", str(votes)]) == 0
+    out = capsys.readouterr().out
+    assert "public_test: 2 of 2 images have votes; 2 have a majority (1 strong)" in out
+    assert "FER2013's label is the majority on 50.0% of them" in out

@@ -129,3 +129,38 @@ def test_a_card_without_member_recipes_is_refused(tmp_path, tiny_ensemble):
     with pytest.raises(ValueError, match="not an ensemble whose card lists its members"):
         train.fit(data.synthetic(n_train=2, n_test=1)["train"], None, tiny_config(arch="ensemble", init=str(path)), verbose=0)
     assert json.loads(cards.card_path(path).read_text())["arch"] == "ensemble"
+
+
+def test_a_shipped_cards_agreement_is_measured_and_written_only_on_its_own_data(tmp_path, monkeypatch):
+    import zipfile
+
+    import cv2
+
+    from fer.evaluation.metrics import evaluate_model
+
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
+    fer_zip = tmp_path / "fer.zip"
+    rng = np.random.default_rng(0)
+    with zipfile.ZipFile(fer_zip, "w") as zf:
+        for i, c in enumerate([*config.CLASSES, "happy", "sad"]):
+            split = "train" if i < 7 else "test"
+            name = f"{split}/{c}/{'Training' if i < 7 else 'PublicTest'}_{i}.png"
+            zf.writestr(name, cv2.imencode(".png", rng.integers(0, 255, (48, 48), dtype=np.uint8))[1].tobytes())
+    votes = tmp_path / "votes.csv"
+    votes.write_text("file,ferplus_image," + ",".join(ferplus.VOTE_COLUMNS) + "\n"
+                     "test/happy/PublicTest_7.png,f.png,0,9,1,0,0,0,0,0,0,0\ntest/sad/PublicTest_8.png,f.png,6,0,0,4,0,0,0,0,0,0\n")
+    monkeypatch.setenv("FER_VOTES", str(votes))
+    path = tmp_path / "main.keras"
+    model = networks.build("lite", TINY_LITE)
+    model.save(path)
+    x, y = data.load(fer_zip)["public_test"]
+    cards.write(path, {"name": "main", "data": {"validation": "public_test"},
+                       "metrics": {"validation": evaluate_model(model, x, y)}})
+    written = runs.add_agreement(path, fer_zip)
+    assert written["agreement_images"] == 2 and written["labels_agreement"] == 0.5  # the sad face's majority: neutral
+    assert cards.read(path)["metrics"]["validation"]["agreement_single"] == written["agreement_single"]
+    card = cards.read(path)
+    card["metrics"]["validation"]["accuracy_single"] += 0.25
+    cards.write(path, card)
+    with pytest.raises(DataError, match="other data than the card's; nothing written"):
+        runs.add_agreement(path, fer_zip)
