@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,7 +184,7 @@ def votes(source: str | os.PathLike | None = None, votes_path: str | os.PathLike
     """The FER+ votes of ``source``'s images (default: the FER2013 ``fer.data.sources.locate``
     finds), ``{split: (N, 10) int16}`` aligned with ``fer.data.load(source)``, zeros where an
     image has none; from ``votes_path`` or the file :func:`locate` finds. None, with the reason
-    printed once, when there is no vote file or it does not describe ``source``."""
+    printed once (on stderr), when there is no vote file or it does not describe ``source``."""
     from fer.data import sources
 
     if votes_path is None:
@@ -206,7 +207,7 @@ def votes(source: str | os.PathLike | None = None, votes_path: str | os.PathLike
 def _say(why: str) -> None:
     if why not in _SAID:
         _SAID.add(why)
-        print(f"FER+ figures left out: {why}")
+        print(f"FER+ figures left out: {why}", file=sys.stderr)  # stderr: --json output stays JSON
 
 
 # --------------------------------------------------------------------------- what the votes mean

@@ -93,7 +93,7 @@ def test_a_missing_vote_file_is_an_error_when_named_and_an_absence_otherwise(tmp
         ferplus.read(tmp_path / "nope.csv")
     monkeypatch.setenv("FER_VOTES", str(tmp_path / "nope.csv"))
     assert data.votes(fer_zip) is None and data.votes(fer_zip) is None
-    assert capsys.readouterr().out.count("FER+ figures left out: $FER_VOTES=") == 1  # said once
+    assert capsys.readouterr().err.count("FER+ figures left out: $FER_VOTES=") == 1  # said once, on stderr
     monkeypatch.delenv("FER_VOTES")
     assert ferplus.locate(raw_dir=tmp_path, shared_dir=tmp_path / "none")[0] is None
     (tmp_path / "fer2013new.csv").write_text(NEW_HEADER + "\n")
@@ -132,7 +132,7 @@ def test_fer2013new_joins_a_challenge_csv_by_row_and_refuses_another_csv(tmp_pat
     assert ferplus.majority(joined["public_test"]).tolist() == [CLASSES.index("neutral")]
     write(new, NEW_HEADER, [["Training", "f.png", *votes_row(happiness=10)]] * 2 + [["Training", "f.png", *votes_row(happiness=10)]])
     assert data.votes(csv_path, new) is None  # row 2 is PublicTest in the CSV, Training in the votes
-    assert "have another Usage there" in capsys.readouterr().out
+    assert "have another Usage there" in capsys.readouterr().err
     per_file = write(tmp_path / "votes.csv", HEADER, [["train/happy/Training_1.png", "happy", "f.png", 1, *votes_row(happiness=10)]])
     with pytest.raises(DataError, match="this FER2013 is a challenge CSV"):
         ferplus.join(data.file_names(csv_path), ferplus.read(per_file))

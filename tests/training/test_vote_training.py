@@ -67,7 +67,7 @@ def test_a_vote_run_without_votes_says_so(splits, capsys):
                "main": {"arch": "lite", "hp": TINY_LITE, "epochs": 1, "labels": "ferplus", "precision": "float32"}}
     with pytest.raises(DataError, match="labels: ferplus trains on FER\\+ votes"):
         runs.run(profile, splits, run_dir=None, reuse=False)
-    assert "FER+ figures left out: generated faces have no FER+ votes" in capsys.readouterr().out
+    assert "FER+ figures left out: generated faces have no FER+ votes" in capsys.readouterr().err
 
 
 def test_faces_without_votes_are_left_out_of_the_targets(splits):
