@@ -289,8 +289,10 @@ def finished_run(run_dir: Path, cfg: TrainConfig, fingerprint: str) -> dict[str,
 def add_agreement(model_path: str | os.PathLike, source: str | os.PathLike) -> dict[str, Any]:
     """Measure a shipped model's agreement with the FER+ majority on the validation split its card
     names (of the FER2013 in ``source``) and write it into its card; returns the card's
-    validation metrics. The accuracy measured again must be the card's, or the data is other data
-    and nothing is written."""
+    validation metrics. The accuracy measured again must be the card's within 3 faces (another
+    device or backend may flip a borderline face or two; other data moves it far more), or nothing
+    is written; the card keeps the accuracy it had and adds the one measured beside the agreement
+    (``agreement_pass_accuracy_single``)."""
     from fer.data import DataError, load
     from fer.inference.predict import load_classifier
 
@@ -305,10 +307,11 @@ def add_agreement(model_path: str | os.PathLike, source: str | os.PathLike) -> d
     x, y = splits[split]
     measured = evaluate_model(load_classifier(path, backend="keras").model, x, y, votes=votes[split])
     recorded = card["metrics"]["validation"]
-    if abs(measured["accuracy_single"] - recorded["accuracy_single"]) > 1e-9:
+    if abs(measured["accuracy_single"] - recorded["accuracy_single"]) * len(y) > 3:
         raise DataError(f"{path}: accuracy {measured['accuracy_single']:.4f} on this {split}, its card says "
                         f"{recorded['accuracy_single']:.4f}: other data than the card's; nothing written")
     recorded |= {k: v for k, v in measured.items() if "agreement" in k}
+    recorded["agreement_pass_accuracy_single"] = measured["accuracy_single"]
     cards.write(path, card)
     return recorded
 
