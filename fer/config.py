@@ -177,6 +177,9 @@ class TrainConfig:
     # (fer.training.distill.load_teacher)
     online_teacher: str = "auto"
     init: str | None = None  # a trained model (.keras) of the same network to start from (fine-tuning)
+    # what the targets are: fer2013 (FER2013's label) | ferplus (the FER+ votes for the 7 classes,
+    # normalised; images without them left out: fer.data.ferplus.targets). A teacher blends in either way
+    labels: str = "fer2013"
 
     def __post_init__(self):
         # checked here, not when the targets are made: a distill weight without a teacher (or the
@@ -196,6 +199,10 @@ class TrainConfig:
                              "or online_teacher step")
         if self.online_teacher not in ("auto", "host", "step"):
             raise ValueError(f"online_teacher must be auto, host or step, not {self.online_teacher!r}")
+        if self.labels not in ("fer2013", "ferplus"):
+            raise ValueError(f"labels must be fer2013 or ferplus, not {self.labels!r}")
+        if self.arch == "ensemble" and not self.init:
+            raise ValueError("arch ensemble fine-tunes an averaged model: give init (a .keras ensemble)")
         if self.pipeline not in ("auto", "tf.data", "host"):
             raise ValueError(f"pipeline must be auto, tf.data or host, not {self.pipeline!r}")
 

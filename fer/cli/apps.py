@@ -228,6 +228,10 @@ def add_cards(sub) -> None:
     p.add_argument("--markdown", action="store_true", help="print the README's results table")
     p.add_argument("--json", action="store_true", help="print the cards as JSON")
     p.add_argument("--weights-dir", help="where the cards are (default: fer/weights/)")
+    p.add_argument("--agreement", action="store_true",
+                   help="measure each model's agreement with the FER+ majority on its validation split and write it "
+                        "into its card (needs FER2013 and the FER+ votes: $FER_DATA, $FER_VOTES)")
+    p.add_argument("--data", help="with --agreement: the FER2013 zip, folder or CSV (default: located automatically)")
     p.set_defaults(handler=cmd_cards)
 
 
@@ -237,6 +241,17 @@ def cmd_cards(args) -> int:
     from fer.reporting import results
 
     weights = args.weights_dir or WEIGHTS_DIR
+    if args.agreement:
+        from fer.data import sources
+        from fer.training import runs
+
+        source = args.data or sources.locate()
+        for name in MODELS:
+            if os.path.exists(os.path.join(weights, f"{name}.keras")):
+                m = runs.add_agreement(os.path.join(weights, f"{name}.keras"), source)
+                print(f"{name}: agreement with the FER+ majority {m['agreement_single']:.4f} (ten-crop "
+                      f"{m['agreement_tencrop']:.4f}), >= 8/10 {m['agreement_strong_single']:.4f}; accuracy "
+                      f"{m['accuracy_single']:.4f}; FER2013's labels {m['labels_agreement']:.4f}")
     if args.markdown:
         print(results.results_markdown(weights), end="")
         return 0

@@ -15,8 +15,10 @@ def add_data(sub) -> None:
     p = sub.add_parser("data", help="load a FER2013 source and print its audit", description=(
         "Load FER2013 (zip, folder or challenge CSV; default: $FER_DATA, then data/raw, then a "
         "Kaggle download) and print per-split class counts, black/constant images, repeats, "
-        "leakage between splits and conflicting labels."))
+        "leakage between splits and conflicting labels; with FER+ votes ($FER_VOTES, data/raw/ or "
+        "../shared/data), how often FER2013's label agrees with the people's majority."))
     p.add_argument("source", nargs="?", help="zip, folder or CSV (default: located automatically)")
+    p.add_argument("--votes", help="FER+ vote file: fer2013new.csv or ferplus_votes.csv (default: located automatically)")
     p.add_argument("--json", action="store_true", help="print the audit as JSON")
     p.add_argument("--no-cache", action="store_true", help="do not read or write data/processed")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images / malformed rows")
@@ -25,13 +27,15 @@ def add_data(sub) -> None:
 
 def cmd_data(args) -> int:
     from fer import data
-    from fer.data import audit, sources
+    from fer.data import audit, ferplus, sources
 
     source = args.source or sources.locate()
     splits = data.load(source, cache=not args.no_cache, skip_bad=args.skip_bad)
     report = audit.audit(splits)
+    votes = data.votes(source, args.votes, skip_bad=args.skip_bad)
+    fer_plus = ferplus.audit(splits, votes) if votes is not None else None
     if args.json:
-        print(json.dumps({"source": str(source), **report}, indent=2))
+        print(json.dumps({"source": str(source), **report, "ferplus": fer_plus}, indent=2))
         return 0
     import pandas as pd
 
@@ -43,6 +47,8 @@ def cmd_data(args) -> int:
     for split, n in report["leakage"].items():
         print(f"leakage: {n} {split} images also occur in train")
     print(f"conflicting labels: {c['groups']} groups of identical pixels ({c['images']} images)")
+    if fer_plus is not None:
+        print("\n" + "\n".join(ferplus.audit_lines(fer_plus)))
     return 0
 
 
@@ -82,6 +88,10 @@ def add_train(sub) -> None:
                    help="profile block to train: main (the main model), lite or baseline")
     p.add_argument("--hp", help="JSON file of hyperparameters overriding the block (e.g. the tuner's best)")
     p.add_argument("--run-dir", help="where to write the run (default: runs/<profile>/<name>)")
+    p.add_argument("--init", help="a trained .keras model to start from (fine-tuning); with the block's arch 'ensemble', "
+                                  "an averaged model such as fer/weights/main.keras, fine-tuned as one graph")
+    p.add_argument("--labels", choices=["fer2013", "ferplus"],
+                   help="learn FER2013's labels or the FER+ vote distributions (default: the block's, else fer2013)")
     p.add_argument("--ship", action="store_true", help="copy the trained model into fer/weights/")
     p.add_argument("--float16-weights", action="store_true",
                    help="round the trained weights to float16 before evaluating and ship them so: half the file "
@@ -119,6 +129,7 @@ def cmd_train(args) -> int:
     hp = json.loads(open(args.hp).read()) if args.hp else {}
     if args.epochs is not None:  # the profile's flat epochs only sets the main block's; this is explicit
         hp["epochs"] = args.epochs
+    hp |= {key: value for key in ("init", "labels") if (value := getattr(args, key)) is not None}
     try:
         card = runs.run(profile, splits, block=args.model, hp=hp, run_dir=args.run_dir, verbose=2,
                         float16_weights=args.float16_weights, plan=plan, global_batch=args.global_batch)

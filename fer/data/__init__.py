@@ -8,10 +8,21 @@
 - :mod:`fer.data.audit`: duplicates, leaks and class balance; ``prepare``, the one cleaning,
   splitting and fingerprinting that a training run, an ensemble and the search share.
 - :mod:`fer.data.labelled`: any labelled set of photos, for ``python -m fer evaluate``.
+- :mod:`fer.data.ferplus`: FER+ votes (10 annotators per image): ``votes(source)`` gives them
+  aligned with ``load(source)``'s arrays; the majority rule, training targets, the FER+ audit.
 
-The names below are the public API (``fer.data.load`` and its error).
+The names below are the public API (``fer.data.load``, ``fer.data.votes`` and the error).
 """
 
-from fer.data.fer2013 import SPLIT_FOLDERS, DataError, Splits, load, source_hash, synthetic
+from fer.data.fer2013 import (
+    SPLIT_FOLDERS,
+    DataError,
+    Splits,
+    file_names,
+    load,
+    source_hash,
+    synthetic,
+)
+from fer.data.ferplus import votes
 
-__all__ = ["SPLIT_FOLDERS", "DataError", "Splits", "load", "source_hash", "synthetic"]
+__all__ = ["SPLIT_FOLDERS", "DataError", "Splits", "file_names", "load", "source_hash", "synthetic", "votes"]

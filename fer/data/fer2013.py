@@ -31,12 +31,13 @@ import numpy as np
 
 from fer.config import CLASSES, CSV_CODE_TO_NAME, IMAGE_SIZE, PROCESSED_DIR
 
-__all__ = ["DataError", "load", "source_hash", "synthetic"]
+__all__ = ["DataError", "file_names", "load", "source_hash", "synthetic"]
 
 log = logging.getLogger(__name__)
 
-#: Bump when the decoding changes, so every cache written by older code is ignored.
-LOADER_VERSION = 2
+#: Bump when the decoding or the cache's contents change, so every cache written by older code
+#: is ignored (3: the cache also keeps each image's name, for joining FER+ votes).
+LOADER_VERSION = 3
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 #: Folder names (lowercased) accepted for each split.
 SPLIT_FOLDERS = {
@@ -56,6 +57,9 @@ FILE_PREFIX_SPLIT = {"publictest": "public_test", "privatetest": "private_test"}
 USAGE_SPLIT = {"training": "train", "publictest": "public_test", "privatetest": "private_test"}
 
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]
+#: Each image's identity, per split, in the arrays' order: its path in a zip or folder
+#: (``train/angry/Training_1.png``), or ``row:<n>`` for the n-th data row (from 0) of a challenge CSV.
+Names = dict[str, np.ndarray]
 
 
 class DataError(ValueError):
@@ -77,6 +81,22 @@ def load(
     ``skip_bad=True`` drops unreadable images and malformed CSV rows with one counted warning
     instead of raising :class:`DataError` at the first one.
     """
+    return _load(source, cache, cache_dir, skip_bad)[0]
+
+
+def file_names(
+    source: str | os.PathLike,
+    *,
+    cache: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    skip_bad: bool = False,
+) -> Names:
+    """Which image each row of :func:`load`'s arrays is (:data:`Names`), for joining per-image
+    data such as FER+ votes (:mod:`fer.data.ferplus`); read from the same cache."""
+    return _load(source, cache, cache_dir, skip_bad)[1]
+
+
+def _load(source, cache: bool, cache_dir, skip_bad: bool) -> tuple[Splits, Names]:
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(f"{path}: no such file or folder. Pass a FER2013 zip, folder or CSV.")
@@ -89,12 +109,12 @@ def load(
         except Exception as err:  # a truncated cache is rebuilt, never trusted
             log.warning("ignoring unreadable cache %s (%s)", cache_file, err)
     if kind == "csv":
-        splits = _load_csv(path, skip_bad=skip_bad)
+        splits, names = _load_csv(path, skip_bad=skip_bad)
     else:
-        splits = _load_images(_iter_folder(path) if kind == "folder" else _iter_zip(path), path, skip_bad)
+        splits, names = _load_images(_iter_folder(path) if kind == "folder" else _iter_zip(path), path, skip_bad)
     if cache:
-        _write_cache(cache_file, splits)
-    return splits
+        _write_cache(cache_file, splits, names)
+    return splits, names
 
 
 def source_hash(path: str | os.PathLike) -> str:
@@ -179,11 +199,12 @@ def _decode(raw: bytes) -> np.ndarray | None:
         return None
 
 
-def _load_images(entries: Iterable[tuple[str, object]], source: Path, skip_bad: bool) -> Splits:
+def _load_images(entries: Iterable[tuple[str, object]], source: Path, skip_bad: bool) -> tuple[Splits, Names]:
     import cv2
 
     pixels: dict[str, list[np.ndarray]] = {}
     labels: dict[str, list[int]] = {}
+    names: dict[str, list[str]] = {}
     bad: list[str] = []
     unknown: set[str] = set()
     for name, handle in entries:
@@ -210,6 +231,7 @@ def _load_images(entries: Iterable[tuple[str, object]], source: Path, skip_bad: 
             img = cv2.resize(img, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
         pixels.setdefault(split, []).append(img)
         labels.setdefault(split, []).append(CLASSES.index(cls))
+        names.setdefault(split, []).append(name)
     if unknown:
         raise DataError(
             f"{source}: unknown class folder(s) {sorted(unknown)}; expected one of {list(CLASSES)} "
@@ -222,7 +244,7 @@ def _load_images(entries: Iterable[tuple[str, object]], source: Path, skip_bad: 
         )
     if bad:
         warnings.warn(f"{source}: skipped {len(bad)} unreadable image(s), e.g. {bad[:3]}", stacklevel=3)
-    splits = _finish(pixels, labels)
+    splits, named = _finish(pixels, labels, names)
     for split, (_, y) in splits.items():
         missing = [c for i, c in enumerate(CLASSES) if not np.any(y == i)]
         if split == "train" and missing:
@@ -230,16 +252,19 @@ def _load_images(entries: Iterable[tuple[str, object]], source: Path, skip_bad: 
                 f"{source}: split '{split}' has no images for class(es) {missing}. "
                 "Is a class folder missing or misnamed?"
             )
-    return splits
+    return splits, named
 
 
-def _finish(pixels: dict[str, list[np.ndarray]], labels: dict[str, list[int]]) -> Splits:
+def _finish(pixels: dict[str, list[np.ndarray]], labels: dict[str, list[int]],
+            names: dict[str, list[str]]) -> tuple[Splits, Names]:
     order = {s: i for i, s in enumerate(("train", "val", "public_test", "private_test", "test"))}
     out: Splits = {}
+    named: Names = {}
     for split in sorted(pixels, key=lambda s: order.get(s, 99)):
         x = np.stack(pixels[split]).astype(np.uint8, copy=False)
         out[split] = (x, np.asarray(labels[split], dtype=np.int64))
-    return out
+        named[split] = np.asarray(names[split], dtype=str)
+    return out, named
 
 
 # --------------------------------------------------------------------------- challenge CSV
@@ -253,9 +278,10 @@ def _open_text(path: Path) -> io.TextIOBase:
     return open(path, newline="", encoding="utf-8")
 
 
-def _load_csv(path: Path, skip_bad: bool) -> Splits:
+def _load_csv(path: Path, skip_bad: bool) -> tuple[Splits, Names]:
     pixels: dict[str, list[np.ndarray]] = {}
     labels: dict[str, list[int]] = {}
+    names: dict[str, list[str]] = {}
     bad: list[str] = []
     n_px = IMAGE_SIZE * IMAGE_SIZE
     with _open_text(path) as fh:
@@ -268,9 +294,11 @@ def _load_csv(path: Path, skip_bad: bool) -> Splits:
             raise DataError(f"{path}: header {header} lacks 'emotion' and 'pixels' columns.")
         i_emo, i_px = header.index("emotion"), header.index("pixels")
         i_use = header.index("usage") if "usage" in header else None
+        data_row = -1  # FER+'s fer2013new.csv is row-aligned with the data rows
         for line_no, row in enumerate(reader, start=2):
             if not row:
                 continue
+            data_row += 1
             problem = None
             try:
                 code = int(row[i_emo])
@@ -301,20 +329,21 @@ def _load_csv(path: Path, skip_bad: bool) -> Splits:
                 continue
             pixels.setdefault(split, []).append(values.astype(np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE))
             labels.setdefault(split, []).append(CLASSES.index(CSV_CODE_TO_NAME[code]))
+            names.setdefault(split, []).append(f"row:{data_row}")
     if bad:
         warnings.warn(f"{path}: skipped {len(bad)} malformed row(s), e.g. {bad[:3]}", stacklevel=3)
     if not pixels:
         raise DataError(f"{path}: no data rows.")
-    return _finish(pixels, labels)
+    return _finish(pixels, labels, names)
 
 
 # --------------------------------------------------------------------------- cache
 
 
-def _write_cache(cache_file: Path, splits: Splits) -> None:
+def _write_cache(cache_file: Path, splits: Splits, names: Names) -> None:
     arrays = {}
     for split, (x, y) in splits.items():
-        arrays[f"x__{split}"], arrays[f"y__{split}"] = x, y
+        arrays[f"x__{split}"], arrays[f"y__{split}"], arrays[f"n__{split}"] = x, y, names[split]
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(f".tmp{os.getpid()}.npz")
@@ -324,10 +353,10 @@ def _write_cache(cache_file: Path, splits: Splits) -> None:
         log.warning("could not write cache %s (%s); loads will not be cached", cache_file, err)
 
 
-def _read_cache(cache_file: Path) -> Splits:
+def _read_cache(cache_file: Path) -> tuple[Splits, Names]:
     with np.load(cache_file) as z:
-        names = [k[3:] for k in z.files if k.startswith("x__")]
-        return {s: (z[f"x__{s}"], z[f"y__{s}"]) for s in names}
+        splits = [k[3:] for k in z.files if k.startswith("x__")]
+        return {s: (z[f"x__{s}"], z[f"y__{s}"]) for s in splits}, {s: z[f"n__{s}"] for s in splits}
 
 
 # --------------------------------------------------------------------------- generated data

@@ -35,6 +35,7 @@ import numpy as np
 
 from fer.config import CLASSES
 from fer.data.fer2013 import SPLIT_FOLDERS, DataError
+from fer.data.ferplus import votes as ferplus_votes
 
 #: Image files a class folder may hold (what OpenCV decodes).
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pgm", ".ppm")
@@ -123,6 +124,7 @@ class Item:
     path: Path | None = None
     member: tuple[Path, str] | None = None  # (zip file, member name)
     pixels: np.ndarray | None = field(default=None, repr=False)
+    votes: np.ndarray | None = field(default=None, repr=False)  # FER2013: its FER+ votes (10,), when found
 
     def data(self) -> bytes:
         if self.member is not None:
@@ -223,7 +225,9 @@ def _fer2013(path: Path, split: str | None) -> LabelledSet:
     if split not in splits:
         raise DataError(f"{path} has no split {split!r}; it has {sorted(splits)}")
     x, y = splits[split]
-    items = [Item(f"{split}/{i:05d}", int(c), CLASSES[int(c)], pixels=x[i]) for i, c in enumerate(y)]
+    split_votes = (ferplus_votes(path) or {}).get(split)  # None: no vote file (the reason is printed once)
+    items = [Item(f"{split}/{i:05d}", int(c), CLASSES[int(c)], pixels=x[i],
+                  votes=None if split_votes is None else split_votes[i]) for i, c in enumerate(y)]
     return LabelledSet(path, "fer2013", items, {c: c for c in CLASSES}, split=split, crops=True)
 
 

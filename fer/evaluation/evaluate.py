@@ -168,10 +168,29 @@ def summarise(ev: Evaluation, n_boot: int = 1000, seed: int = 0) -> dict[str, An
     out["per_class"] = {c: {k: float(report.loc[c, k]) for k in ("precision", "recall", "f1-score")}
                         | {"support": int(report.loc[c, "support"])} for c in CLASSES}
     out["confusion"] = metrics.confusion(y, proba.argmax(1)).astype(int).tolist()
+    votes = [item.votes for item in lset.items]
+    if votes and all(v is not None for v in votes):  # FER2013 with its FER+ votes
+        ok = (t["status"] == "ok").to_numpy()
+        out["ferplus"] = metrics.agreement(np.stack(votes)[ok], proba.argmax(1), y, n_boot=n_boot, seed=seed)
     return out
 
 
 # --------------------------------------------------------------------------- output
+
+
+def agreement_lines(a: dict[str, Any] | None) -> list[str]:
+    """The FER+ agreement (:func:`fer.evaluation.metrics.agreement`) as the terminal shows it."""
+    if not a:
+        return []
+    lines = [f"agreement with the FER+ majority {_ci(a, 'agreement')} over the {a['images']} faces with one "
+             "(> 5 of 10 votes on one of the 7 classes)"]
+    if "agreement_strong" in a:
+        lines.append(f"  on the {a['strong_images']} faces with >= 8 of 10 votes: {_ci(a, 'agreement_strong')}")
+    if "labels_agreement" in a:
+        lines.append(f"  context: FER2013's own labels agree with the majority on {a['labels_agreement']:.3f} "
+                     f"({a['labels_agreement_strong']:.3f} on the >= 8 of 10 faces)")
+    per_class = "; ".join(f"{c} {v['agreement']:.3f} ({v['images']})" for c, v in a["per_class"].items() if v["images"])
+    return lines + [f"  per majority class: {per_class}"]
 
 
 def _ci(s: dict, key: str) -> str:
@@ -208,6 +227,7 @@ def text(s: dict[str, Any], listed: int = 20) -> str:
     if s["mode"] == "pipeline":
         lines.append(f"end-to-end accuracy {s['end_to_end_accuracy']:.3f} (a photo without a face counts as wrong)")
     lines.append(f"macro-F1 {_ci(s, 'macro_f1')}; calibration error (ECE) {s['ece']:.3f}")
+    lines += agreement_lines(s.get("ferplus"))
     per_class = pd.DataFrame(s["per_class"]).T
     per_class["support"] = per_class["support"].astype(int)
     lines += ["", per_class.to_string(float_format=lambda v: f"{v:.3f}"), "", "confusion (rows: true class)",

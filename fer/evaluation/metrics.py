@@ -156,19 +156,87 @@ def tta_table(classifier, x: np.ndarray, y: np.ndarray, modes=(None, "flip", "te
     return pd.DataFrame(rows).set_index("tta")
 
 
-def evaluate_model(model, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+def evaluate_model(model, x: np.ndarray, y: np.ndarray, votes: np.ndarray | None = None) -> dict[str, Any]:
     """A model card's ``metrics.validation``: accuracy and macro-F1 of the Keras ``model`` on
     ``(x, y)``, plain and with flip / ten-crop TTA, and the single view's 95 % bootstrap interval
-    (:func:`summary`'s, so the card, the README and notebook 03 quote one interval)."""
+    (:func:`summary`'s, so the card, the README and notebook 03 quote one interval). With FER+
+    ``votes`` ``(N, 10)`` also :func:`agreement_fields` per view."""
     from fer.inference.predict import Classifier
 
     classifier = Classifier(model)
-    pred = classifier.predict_proba(x).argmax(axis=1)
-    out: dict[str, Any] = {"accuracy_single": accuracy(y, pred), "macro_f1_single": macro_f1(y, pred)}
-    for mode, row in tta_table(classifier, x, y, modes=("flip", "tencrop")).iterrows():
-        out[f"accuracy_{mode}"] = float(row["accuracy"])
-        out[f"macro_f1_{mode}"] = float(row["macro_f1"])
-    out["accuracy_single_ci"] = accuracy_interval(y, pred)
+    out: dict[str, Any] = {}
+    preds = {mode or "single": classifier.predict_proba(x, tta=mode).argmax(axis=1) for mode in (None, "flip", "tencrop")}
+    for view, pred in preds.items():
+        out[f"accuracy_{view}"], out[f"macro_f1_{view}"] = accuracy(y, pred), macro_f1(y, pred)
+    out["accuracy_single_ci"] = accuracy_interval(y, preds["single"])
+    if votes is not None:
+        for view, pred in preds.items():
+            out |= agreement_fields(votes, pred, y, view)
+    return out
+
+
+# --------------------------------------------------------------------------- agreement with people
+
+
+def agreement(votes: np.ndarray, y_pred: np.ndarray, y_labels: np.ndarray | None = None, n_boot: int = 1000,
+              seed: int = 0) -> dict[str, Any]:
+    """How often ``y_pred`` is the FER+ majority (``fer.data.ferplus.majority``: more than 5 of 10
+    votes on one of the 7 classes), over the faces that have one, with its 95 % bootstrap
+    interval; the same on the strong-majority faces (>= 8 of 10); per majority class; and, with
+    FER2013's ``y_labels``, how often those labels are the majority (the context line)."""
+    from fer.data import ferplus
+
+    votes, y_pred = np.asarray(votes), np.asarray(y_pred)
+    if len(votes) != len(y_pred):
+        raise ValueError(f"{len(votes)} vote rows but {len(y_pred)} predictions")
+    m, s = ferplus.majority(votes), ferplus.strong(votes)
+    has = m >= 0
+    if not has.any():
+        raise ValueError("no face has a FER+ majority among the 7 classes: nothing to agree with")
+    point, lo, hi = bootstrap_ci(m[has], y_pred[has], accuracy, n_boot, seed=seed)
+    out: dict[str, Any] = {"images": int(has.sum()), "agreement": point, "agreement_ci": [lo, hi],
+                           "strong_images": int(s.sum())}
+    if s.any():
+        point, lo, hi = bootstrap_ci(m[s], y_pred[s], accuracy, n_boot, seed=seed)
+        out |= {"agreement_strong": point, "agreement_strong_ci": [lo, hi]}
+    out["per_class"] = {c: {"images": int((m == i).sum()), "agreement": accuracy(m[m == i], y_pred[m == i])}
+                        for i, c in enumerate(CLASSES)}
+    if y_labels is not None:
+        y_labels = np.asarray(y_labels)
+        out["labels_agreement"] = accuracy(m[has], y_labels[has])
+        out["labels_agreement_strong"] = accuracy(m[s], y_labels[s]) if s.any() else float("nan")
+    return out
+
+
+def agreement_table(by_view: Mapping[str, Mapping[str, Any]]):
+    """:func:`agreement` results by view (``{"single": ..., "tencrop": ...}``) as one table,
+    with FER2013's own labels as the last row (the context)."""
+    import pandas as pd
+
+    def ci(a, key):
+        return f"{a[key]:.3f} [{a[key + '_ci'][0]:.3f}, {a[key + '_ci'][1]:.3f}]" if key in a else ""
+
+    rows = {view: {"faces with a majority": a["images"], "agreement": ci(a, "agreement"),
+                   "faces >= 8/10": a["strong_images"], "agreement >= 8/10": ci(a, "agreement_strong")}
+            for view, a in by_view.items()}
+    first = next(iter(by_view.values()))
+    if "labels_agreement" in first:
+        rows["FER2013's own labels"] = {"faces with a majority": first["images"], "agreement": f"{first['labels_agreement']:.3f}",
+                                        "faces >= 8/10": first["strong_images"],
+                                        "agreement >= 8/10": f"{first['labels_agreement_strong']:.3f}"}
+    return pd.DataFrame(rows).T
+
+
+def agreement_fields(votes: np.ndarray, y_pred: np.ndarray, y_labels: np.ndarray, view: str) -> dict[str, Any]:
+    """A card's agreement entries for one ``view`` (single, flip, tencrop): ``agreement_<view>``
+    and ``agreement_strong_<view>``; the single view adds the intervals, the face counts and
+    FER2013's own labels' agreement (``labels_agreement``, ``labels_agreement_strong``)."""
+    a = agreement(votes, y_pred, y_labels, n_boot=1000 if view == "single" else 1)
+    out = {f"agreement_{view}": a["agreement"], f"agreement_strong_{view}": a.get("agreement_strong")}
+    if view == "single":
+        out |= {"agreement_single_ci": a["agreement_ci"], "agreement_strong_single_ci": a.get("agreement_strong_ci"),
+                "agreement_images": a["images"], "agreement_strong_images": a["strong_images"],
+                "labels_agreement": a["labels_agreement"], "labels_agreement_strong": a["labels_agreement_strong"]}
     return out
 
 

@@ -203,6 +203,16 @@ def mistake_titles(y_true: np.ndarray, proba: np.ndarray, idx: np.ndarray) -> li
     return [f"true: {CLASSES[y_true[i]]}\npred: {CLASSES[proba[i].argmax()]} {proba[i].max():.0%}" for i in idx]
 
 
+def disagreement_titles(y: np.ndarray, votes: np.ndarray, idx: np.ndarray) -> list[str]:
+    """``"FER2013: sad\nFER+: neutral 8/10"`` captions for ``face_gallery``: a face's FER2013 label
+    and its FER+ majority with the votes it got."""
+    from fer.data import ferplus
+
+    m = ferplus.majority(votes[idx])
+    return [f"FER2013: {CLASSES[y[i]]}\nFER+: {CLASSES[k]} {votes[i, ferplus.CLASS_COLUMNS[k]]}/10"
+            for i, k in zip(idx, m, strict=True)]
+
+
 # --------------------------------------------------------------------------- photos
 
 

@@ -58,9 +58,19 @@ def _what(name: str, card: Mapping[str, Any]) -> str:
             + (f", learned from `{Path(teacher['path']).name}`" if teacher else ""))
 
 
+def _agreement(m: Mapping[str, Any]) -> str:
+    """The agreement column: with the FER+ majority, single view (95 % CI) / ten-crop; empty
+    when the card has no agreement (measured without the votes)."""
+    if m.get("agreement_single") is None:
+        return ""
+    low, high = m["agreement_single_ci"]
+    return f"**{100 * m['agreement_single']:.1f} %** ({100 * low:.1f}–{100 * high:.1f}) / {100 * m['agreement_tencrop']:.1f} %"
+
+
 def results_rows(weights_dir: str | os.PathLike = WEIGHTS_DIR) -> list[dict[str, str]]:
-    """One row per shipped model (from its card), then the peers (:data:`PEERS`)."""
-    rows = []
+    """One row per shipped model (from its card), then the peers (:data:`PEERS`), then FER2013's
+    own labels' agreement with the FER+ majority on the same faces (the context of the column)."""
+    rows, context = [], None
     for name in MODELS:
         card = cards.bundled(name, weights_dir)
         if card is None:
@@ -72,20 +82,25 @@ def results_rows(weights_dir: str | os.PathLike = WEIGHTS_DIR) -> list[dict[str,
             "model": _what(name, card), "params": _params(int(card["params"])), "trained": _trained(card),
             "accuracy": f"**{100 * m['accuracy_single']:.1f} %** ({100 * low:.1f}–{100 * high:.1f}) on {split}",
             "tta": f"{100 * m['accuracy_flip']:.1f} % / {100 * m['accuracy_tencrop']:.1f} %",
-            "macro_f1": f"{m['macro_f1_single']:.3f}",
+            "macro_f1": f"{m['macro_f1_single']:.3f}", "agreement": _agreement(m),
         })
+        if context is None and m.get("labels_agreement") is not None:
+            context = {"model": "FER2013's own labels (one person each)", "params": "", "trained": "",
+                       "accuracy": "", "tta": "", "macro_f1": "",
+                       "agreement": f"{100 * m['labels_agreement']:.1f} % of the same {m['agreement_images']:,} faces"}
     for anchor in (a for a in ANCHORS if a["model"] in PEERS):
         rows.append({"model": anchor["model"], "params": anchor["params"].replace("M", " M").replace("k", " k"),
                      "trained": anchor["protocol"], "accuracy": f"{anchor['accuracy']:.1f} % on {anchor['split']}",
-                     "tta": "", "macro_f1": ""})
-    return rows
+                     "tta": "", "macro_f1": "", "agreement": ""})
+    return rows + ([context] if context else [])
 
 
 def results_markdown(weights_dir: str | os.PathLike = WEIGHTS_DIR) -> str:
     """The README's results table, from the shipped models' cards and the peers' published figures."""
-    head = ("| model | params | trained (or measured) | accuracy (95 % CI) | + flip / ten-crop | macro-F1 |\n"
-            "| --- | ---: | --- | --- | --- | ---: |\n")
-    keys = ("model", "params", "trained", "accuracy", "tta", "macro_f1")
+    head = ("| model | params | trained (or measured) | accuracy (95 % CI) | + flip / ten-crop | macro-F1 "
+            "| agrees with the FER+ majority (95 % CI) / ten-crop |\n"
+            "| --- | ---: | --- | --- | --- | ---: | --- |\n")
+    keys = ("model", "params", "trained", "accuracy", "tta", "macro_f1", "agreement")
     return head + "".join("| " + " | ".join(row[k] for k in keys) + " |\n" for row in results_rows(weights_dir))
 
 

@@ -59,7 +59,8 @@ def resolve_online_teacher(where: str = "auto") -> str:
 
 
 def soft_targets(x: np.ndarray, y: np.ndarray, cfg: TrainConfig) -> np.ndarray:
-    """Distillation targets: ``(1 - distill)`` one-hot label + ``distill`` teacher probabilities.
+    """Distillation targets: ``(1 - distill)`` one-hot label (or FER+ vote distribution, ``y``
+    of shape ``(N, 7)``) + ``distill`` teacher probabilities.
 
     The teacher (``cfg.teacher``, a ``.keras`` file: :func:`load_teacher`) sees each training
     face once, with flip TTA, before training; the student then learns those fixed targets under
@@ -68,7 +69,7 @@ def soft_targets(x: np.ndarray, y: np.ndarray, cfg: TrainConfig) -> np.ndarray:
     ``distill_temperature`` T softens them like ``softmax(logits / T)``.
     """
     probs = host_teacher(cfg.teacher).predict_proba(x, tta="flip")
-    return blend_targets(np.eye(NUM_CLASSES)[y], probs, cfg)
+    return blend_targets(y if y.ndim == 2 else np.eye(NUM_CLASSES)[y], probs, cfg)  # y: labels or vote targets
 
 
 def blend_targets(labels: np.ndarray, probs: np.ndarray, cfg: TrainConfig) -> np.ndarray:

@@ -37,6 +37,7 @@ def class_weights(y: np.ndarray, mode: str) -> dict[int, float] | None:
     """Per-class loss weights: ``balanced`` = N / (K·n_c); ``sqrt`` = its square root."""
     if mode == "none":
         return None
+    y = y.argmax(axis=1) if y.ndim == 2 else y  # vote targets: weighed by their plurality class
     counts = np.bincount(y, minlength=NUM_CLASSES).astype(float)
     w = len(y) / (NUM_CLASSES * np.maximum(counts, 1))
     if mode == "sqrt":
@@ -166,7 +167,7 @@ def fit(
     steps = (len(x) // cfg.batch_size) if plan.distributed else math.ceil(len(x) / cfg.batch_size)
 
     def build():
-        return compile_model(networks.build(cfg.arch, cfg.hp), cfg, steps)
+        return compile_model(_whole_model(cfg) if cfg.arch == "ensemble" else networks.build(cfg.arch, cfg.hp), cfg, steps)
 
     model = _student(build, cfg, plan, placement)
     teacher = host_teacher(cfg.teacher) if placement == "host" else None
@@ -239,11 +240,38 @@ def _student(build, cfg: TrainConfig, plan: parallel.Plan, placement: str | None
     with the teacher in its train step when it runs there."""
     with plan.scope():  # under a distribution every variable is replicated on every device
         model = build()
-        if cfg.init:
+        if cfg.init and cfg.arch != "ensemble":  # an ensemble is its init file already
             load_weights_from(model, cfg.init)
         if placement == "step":
             teach_in_step(model, load_teacher(cfg.teacher), cfg)
     return model
+
+
+def _whole_model(cfg: TrainConfig):
+    """``arch: ensemble``: the averaged model in ``cfg.init`` (``fer/weights/main.keras``) as one
+    graph to fine-tune, the loss on the averaged probabilities. Its members are built again from
+    the recipes its card lists, under the run's precision policy (the shipped file's float32
+    copies would train in float32, about three times slower on a CPU with bfloat16), and given
+    the shipped weights."""
+    from fer.training import networks
+
+    if not cfg.init:
+        raise ValueError("arch ensemble fine-tunes an averaged model: give init, a .keras ensemble "
+                         "(python -m fer ensemble), e.g. --init fer/weights/main.keras")
+    shipped = load_teacher(cfg.init)  # checked against its card
+    members = [layer for layer in shipped.layers if layer.name.startswith("member_")]
+    recipes = cards.for_model(cfg.init).get("members") or []
+    if not members or len(recipes) != len(members):
+        raise ValueError(f"{cfg.init}: not an ensemble whose card lists its members ({len(members)} members, "
+                         f"{len(recipes)} recipes); fine-tune a single network with its own arch instead")
+    inputs = keras.Input(shape=shipped.input_shape[1:], name="face")
+    outputs = []
+    for i, (layer, recipe) in enumerate(zip(members, recipes, strict=True)):
+        net = networks.build(recipe["arch"], (recipe.get("config") or {}).get("hp"))
+        net.set_weights(layer.get_weights())
+        net.name = f"member_{i}"
+        outputs.append(net(inputs))
+    return keras.Model(inputs, keras.layers.Average(dtype="float32", name="probs")(outputs), name=shipped.name)
 
 
 def _schedule_callbacks(cfg: TrainConfig, monitor: str) -> list:

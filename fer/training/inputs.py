@@ -221,7 +221,8 @@ def fit_inputs(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.n
                 make_dataset(*val, cfg, crop, training=False) if val is not None else None, {"callbacks": []})
     batches = HostBatches(*train, cfg, crop, teacher=teacher, shard=shard, drop_remainder=full_batches)
     val_data = None if val is None else (center_crop(val[0], crop)[..., None].astype("float32"),
-                                         keras.utils.to_categorical(val[1], NUM_CLASSES))
+                                         val[1].astype("float32") if val[1].ndim == 2  # vote targets
+                                         else keras.utils.to_categorical(val[1], NUM_CLASSES))
     kwargs = {"validation_batch_size": cfg.batch_size,  # of the arrays
               "callbacks": [keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: batches.set_epoch(epoch))]}
     return batches, val_data, kwargs

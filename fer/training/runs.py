@@ -14,7 +14,7 @@ from typing import Any
 import keras
 
 from fer.config import RUNS_DIR, WEIGHTS_DIR, TrainConfig, config_from_profile, short_path
-from fer.data import audit
+from fer.data import audit, ferplus
 from fer.devices import hardware
 from fer.evaluation.metrics import evaluate_model
 from fer.inference import cards
@@ -69,6 +69,8 @@ def run(
         cfg = parallel.scaled(cfg, plan, global_batch)
     run_dir = Path(run_dir) if run_dir else run_dir_for(profile, block)
     data = audit.prepare(splits, seed=cfg.seed)
+    table = _vote_table(profile, splits, required=cfg.labels == "ferplus")
+    val_votes = ferplus.votes_of(data.val[0], table) if table else None  # the card's agreement
     card = finished_run(run_dir, cfg, data.fingerprint) if reuse else None
     stored = card.get("weights_dtype", "float32") if card is not None else None
     if stored == ("float16" if float16_weights else "float32"):
@@ -81,14 +83,41 @@ def run(
         model = card.pop("model")
         print(f"{block}: rounding the finished run in {run_dir} to float16 weights and evaluating it again")
     else:
-        model, history = fit(data.train, data.val, cfg, run_dir=run_dir, verbose=verbose,
+        train, val = data.train, data.val
+        if cfg.labels == "ferplus":  # the vote distributions, for learning and for choosing the best epoch
+            train, val = _vote_targets(train, table), _vote_targets(val, table)
+        model, history = fit(train, val, cfg, run_dir=run_dir, verbose=verbose,
                              fingerprint=data.fingerprint, plan=plan, label=run_dir.name)
         if not plan.chief:  # process 0 evaluates and writes; wait until it has
             return _wait_for_process_0(plan, run_dir)
         card = _new_card(model, block, cfg, history, _data_block(profile, data, history["train_images"]))
-    saved = _save(run_dir, model, _evaluated(model, card, cfg, data.val, float16_weights))
+    saved = _save(run_dir, model, _evaluated(model, card, cfg, data.val, float16_weights, val_votes))
     parallel.barrier(plan, "fer-run-written")
     return saved
+
+
+def _vote_table(profile: Mapping[str, Any], splits: dict, required: bool) -> dict:
+    """FER+ votes by image (:func:`fer.data.ferplus.by_image`), or ``{}`` when there are none;
+    ``required`` (``labels: ferplus``) makes their absence an error."""
+    from fer.data import DataError
+
+    votes = ferplus.votes(profile.get("data_source"))
+    if votes is None and required:
+        raise DataError("labels: ferplus trains on FER+ votes, and none were found for this data (the line above "
+                        "says why): set $FER_VOTES to fer2013new.csv or ferplus_votes.csv")
+    return ferplus.by_image(splits, votes) if votes is not None else {}
+
+
+def _val_votes(profile: Mapping[str, Any], splits: dict, data: audit.Prepared):
+    """The FER+ votes of the validation faces (for the card's agreement), or None without votes."""
+    table = _vote_table(profile, splits, required=False)
+    return ferplus.votes_of(data.val[0], table) if table else None
+
+
+def _vote_targets(xy: tuple, table: dict) -> tuple:
+    """``(faces, (N, 7) vote targets)`` of the faces in ``xy`` that have them (:func:`fer.data.ferplus.targets`)."""
+    targets, keep = ferplus.targets(ferplus.votes_of(xy[0], table))
+    return xy[0][keep], targets[keep]
 
 
 def _wait_for_process_0(plan, run_dir: Path) -> dict[str, Any]:
@@ -114,7 +143,8 @@ def _new_card(model, name: str, cfg: TrainConfig, history: dict[str, Any], data:
     )
 
 
-def _evaluated(model, card: dict[str, Any], cfg: TrainConfig, val_xy: tuple, float16_weights: bool) -> dict[str, Any]:
+def _evaluated(model, card: dict[str, Any], cfg: TrainConfig, val_xy: tuple, float16_weights: bool,
+               val_votes=None) -> dict[str, Any]:
     """``card`` with the validation metrics, the weights' dtype and the teacher and starting model
     (rounding ``model``'s weights to float16 values first when asked)."""
     from fer.inference.dtypes import float32_copy, round_to_float16
@@ -122,7 +152,7 @@ def _evaluated(model, card: dict[str, Any], cfg: TrainConfig, val_xy: tuple, flo
     if float16_weights:
         round_to_float16(model)
     # measured on the float32 copy that ship() writes, so the card describes the shipped file
-    card["metrics"] = {"validation": evaluate_model(float32_copy(model), *val_xy), "precision": "float32"}
+    card["metrics"] = {"validation": evaluate_model(float32_copy(model), *val_xy, votes=val_votes), "precision": "float32"}
     card["weights_dtype"] = "float16" if float16_weights else "float32"
     if cfg.teacher:
         card["teacher"] = cards.entry(cfg.teacher)
@@ -187,7 +217,8 @@ def ensemble_run(
         precision="float32",
         hardware=hardware_seen[0] if all(h == hardware_seen[0] for h in hardware_seen) else hardware_seen,
         data=_data_block(profile, data),
-        metrics={"validation": evaluate_model(model, *data.val), "precision": "float32"},
+        metrics={"validation": evaluate_model(model, *data.val, votes=_val_votes(profile, splits, data)),
+                 "precision": "float32"},
         weights_dtype="float16" if float16_weights else "float32",
     )
     return _save(run_dir, model, card)
@@ -284,6 +315,36 @@ def finished_run(run_dir: Path, cfg: TrainConfig, fingerprint: str) -> dict[str,
     if not (same_config and same_data and same_files):
         return None
     return {**card, "model": keras.saving.load_model(model_file), "run_dir": run_dir}
+
+
+def add_agreement(model_path: str | os.PathLike, source: str | os.PathLike) -> dict[str, Any]:
+    """Measure a shipped model's agreement with the FER+ majority on the validation split its card
+    names (of the FER2013 in ``source``) and write it into its card; returns the card's
+    validation metrics. The accuracy measured again must be the card's within 3 faces (another
+    device or backend may flip a borderline face or two; other data moves it far more), or nothing
+    is written; the card keeps the accuracy it had and adds the one measured beside the agreement
+    (``agreement_pass_accuracy_single``)."""
+    from fer.data import DataError, load
+    from fer.inference.predict import load_classifier
+
+    path, splits = Path(model_path), load(source)
+    card = cards.read(path)
+    split = (card.get("data") or {}).get("validation")
+    if split not in splits:
+        raise DataError(f"{path}: its card validates on {split!r}, which this data does not have ({sorted(splits)})")
+    votes = ferplus.votes(source)
+    if votes is None:
+        raise DataError("no FER+ votes for this data (the line above says why): set $FER_VOTES")
+    x, y = splits[split]
+    measured = evaluate_model(load_classifier(path, backend="keras").model, x, y, votes=votes[split])
+    recorded = card["metrics"]["validation"]
+    if abs(measured["accuracy_single"] - recorded["accuracy_single"]) * len(y) > 3:
+        raise DataError(f"{path}: accuracy {measured['accuracy_single']:.4f} on this {split}, its card says "
+                        f"{recorded['accuracy_single']:.4f}: other data than the card's; nothing written")
+    recorded |= {k: v for k, v in measured.items() if "agreement" in k}
+    recorded["agreement_pass_accuracy_single"] = measured["accuracy_single"]
+    cards.write(path, card)
+    return recorded
 
 
 def ship(run_dir: str | os.PathLike, name: str | None = None, weights_dir: str | os.PathLike | None = None) -> Path:

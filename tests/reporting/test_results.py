@@ -27,8 +27,11 @@ def test_results_rows_carry_the_shipped_cards_numbers():
     lite = json.loads((WEIGHTS_DIR / "lite.json").read_text())["metrics"]["validation"]
     assert rows[0]["model"].startswith("`main.keras`") and f"{100 * main['accuracy_single']:.1f} %" in rows[0]["accuracy"]
     assert rows[1]["model"].startswith("`lite.keras`") and rows[1]["macro_f1"] == f"{lite['macro_f1_single']:.3f}"
-    assert [r["model"] for r in rows[2:]] == list(results.PEERS)
+    assert [r["model"] for r in rows[2:4]] == list(results.PEERS)
     assert "PrivateTest" in rows[3]["accuracy"]  # the fer package's figure says its split
+    assert f"{100 * main['agreement_single']:.1f} %" in rows[0]["agreement"]
+    assert rows[4]["model"].startswith("FER2013's own labels") and rows[4]["agreement"].startswith(
+        f"{100 * main['labels_agreement']:.1f} %")
 
 
 def test_cli_prints_the_table_and_one_line_per_model(capsys):
@@ -49,7 +52,17 @@ def test_a_table_from_one_card_in_another_folder(tmp_path):
     (tmp_path / "lite.keras").write_bytes(b"model")
     (tmp_path / "lite.json").write_text(json.dumps(card))
     table = results.results_markdown(tmp_path).splitlines()
-    assert len(table) == 2 + 1 + len(results.PEERS) and table[2].startswith("| `lite.keras`")
+    assert len(table) == 2 + 1 + len(results.PEERS) + 1 and table[2].startswith("| `lite.keras`")
+    assert table[-1].startswith("| FER2013's own labels")  # the agreement column's context
+
+
+def test_a_card_without_votes_leaves_the_agreement_empty(tmp_path):
+    card = json.loads((WEIGHTS_DIR / "lite.json").read_text())
+    card["metrics"]["validation"] = {k: v for k, v in card["metrics"]["validation"].items() if "agreement" not in k}
+    (tmp_path / "lite.keras").write_bytes(b"model")
+    (tmp_path / "lite.json").write_text(json.dumps(card))
+    rows = results.results_rows(tmp_path)
+    assert rows[0]["agreement"] == "" and len(rows) == 1 + len(results.PEERS)
 
 
 def test_the_interval_is_the_cards_bootstrap_interval_as_notebook_03_reports_it():
