@@ -130,6 +130,12 @@ def cmd_train(args) -> int:
     if args.epochs is not None:  # the profile's flat epochs only sets the main block's; this is explicit
         hp["epochs"] = args.epochs
     hp |= {key: value for key in ("init", "labels") if (value := getattr(args, key)) is not None}
+    from fer import config
+
+    try:  # a block that cannot be trained as given (e.g. a lite that needs a teacher) says so in one line
+        config.config_from_profile(profile, args.model, hp)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
     try:
         card = runs.run(profile, splits, block=args.model, hp=hp, run_dir=args.run_dir, verbose=2,
                         float16_weights=args.float16_weights, plan=plan, global_batch=args.global_batch)

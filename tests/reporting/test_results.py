@@ -70,7 +70,7 @@ def test_the_interval_is_the_cards_bootstrap_interval_as_notebook_03_reports_it(
     low, high = main["accuracy_single_ci"]
     assert low < main["accuracy_single"] < high and 0.02 < high - low < 0.04  # ±1.5 points on 3,589 faces
     assert f"({100 * low:.1f}–{100 * high:.1f})" in results.results_rows()[0]["accuracy"]
-    evaluated = json.loads((PROJECT_DIR / "reports" / "metrics" / "cpu.json").read_text())["evaluate"]
+    evaluated = json.loads((PROJECT_DIR / "reports" / "metrics" / "full.json").read_text())["evaluate"]
     if evaluated["model_card"]["sha256"] == json.loads((WEIGHTS_DIR / "main.json").read_text())["sha256"]:
         assert evaluated["splits"]["public_test"]["accuracy_ci"] == pytest.approx([low, high])
 
