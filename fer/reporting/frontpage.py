@@ -324,6 +324,9 @@ def index_page(html_dir: str | os.PathLike, reports_dir: str | os.PathLike = REP
         f'<li><a href="{esc(p.name)}">{esc(infos[p.stem]["title"])}</a> <small>({esc(p.name)}'
         + (f", {_duration(infos[p.stem]['seconds'])}" if infos[p.stem].get("seconds") else "") + ")</small></li>"
         for p in pages) or "<li>no reports rendered yet</li>"
+    trained = metrics.get("train", {}).get("trained_in_this_run") is not False
+    skip = "" if trained else " --skip-training"
+    make = f" (or <code>make reproduce PROFILE={esc(str(profile))}</code>)" if trained else ""
     nav = " ".join(f'<a href="{esc(p.name)}">{esc(infos[p.stem]["title"])}</a>' for p in pages)
     body = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -344,8 +347,7 @@ def index_page(html_dir: str | os.PathLike, reports_dir: str | os.PathLike = REP
 <ol class="reports">
 {items}
 </ol>
-<p><small>Regenerate with <code>python -m fer reproduce --profile {esc(str(profile))}</code>
-(or <code>make reproduce PROFILE={esc(str(profile))}</code>); this page alone, from the reports and metrics already
+<p><small>Regenerate with <code>python -m fer reproduce --profile {esc(str(profile))}{skip}</code>{make}; this page alone, from the reports and metrics already
 there, with <code>python -m fer reports --index-only</code>. Metrics as JSON in <code>reports/metrics/{esc(str(profile))}.json</code>.</small></p>
 </body></html>
 """

@@ -60,8 +60,8 @@ def test_train_ranks_the_models_and_names_the_search(committed):
     ranked = [ln.split("**")[1] for ln in lines if ln.startswith("**")]
     assert ranked == sorted(models, key=lambda n: -models[n]["val_accuracy"])  # by validation accuracy
     main = models["main"]
-    assert any(f"{100 * main['val_accuracy']:.1f} % validation accuracy with {main['params']:,} parameters, "
-               f"{main['epochs']} epochs in {main['wall_s'] / 60:.0f} min" in ln for ln in lines)
+    assert any(f"{100 * main['val_accuracy']:.1f} % validation accuracy on {main['validation']} with {main['params']:,} "
+               f"parameters, {main['epochs']} epochs in {main['wall_s'] / 60:.0f} min" in ln for ln in lines)
     gap = 100 * (models[ranked[0]]["val_accuracy"] - models[ranked[1]]["val_accuracy"])
     assert f"{ranked[0]} leads {ranked[1]} by {gap:.1f} points" in "\n".join(lines)
 

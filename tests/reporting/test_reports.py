@@ -110,9 +110,10 @@ def test_front_page_headline_is_the_evaluated_models_with_split_and_interval(com
     assert f"{card['params'] / 1e6:.2f} M parameters" in hero
     shipped = json.loads((PROJECT_DIR / "fer" / "weights" / f"{card['name']}.json").read_text())
     assert card["sha256"] == shipped["sha256"] and f"shipped as fer/weights/{card['name']}.keras" in hero
-    # the run's own models are not presented as the headline
-    for name, trained in metrics["train"]["models"].items():
-        assert f"{100 * trained['val_accuracy']:.1f} %" not in hero, name
+    # the committed study trained nothing: the hero says so and names the shipped ensemble it evaluated
+    assert metrics["train"]["trained_in_this_run"] is False and ev["model"]["trained_in_this_run"] is False
+    assert (f"{ev['model']['path']} (an ensemble of {ev['model']['members']}, not trained in this run: "
+            "only its evaluation ran here)") in hero
 
 
 def test_front_page_labels_the_runs_models_and_compares_with_the_anchors(committed):
@@ -120,7 +121,8 @@ def test_front_page_labels_the_runs_models_and_compares_with_the_anchors(committ
     trained = page[page.index('id="trained"'):page.index('id="reports"')]
     rows = re.findall(r"<tr><td>(\w+) <span class=\"tag\">([^<]+)</span>", trained)
     assert rows == [(name, frontpage.model_label(m["source"])) for name, m in metrics["train"]["models"].items()]
-    assert all(label == frontpage.TRAINED_HERE for _, label in rows)  # the committed run trained all three
+    assert rows and all(label == frontpage.BUNDLED for _, label in rows)  # the committed study trained nothing
+    assert "The shipped models' recipe (notebook 02; nothing retrained)" in trained and "this run trained" not in trained
     comparison = _text(page[page.index('id="comparison"'):page.index('id="shipped"')])
     for anchor in results.ANCHORS:
         assert f"{anchor['model']} {anchor['protocol']} {anchor['accuracy']:.1f} % {anchor['split']}" in comparison
