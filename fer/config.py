@@ -241,7 +241,7 @@ def config_from_profile(profile: Mapping[str, Any], block: str = "main", hp: Map
     if profile.get("epochs") is not None and "epochs" not in overrides and (block == "main" or "epochs" not in values):
         values["epochs"] = profile["epochs"]
     if values.get("distill") and not values.get("teacher"):
-        raise ValueError(f"the {block!r} block of profile {profile.get('profile')!r} learns from a teacher (distill "
-                         f"{values['distill']}) and names none: give one, e.g. --hp with {{\"teacher\": \"PATH.keras\"}} "
-                         "(notebook 02's recipe uses the ensemble it has just made)")
+        raise ValueError(f"distillation needs a teacher: the {block!r} block of profile {profile.get('profile')!r} "
+                         f"learns from one (distill {values['distill']}) and names none; give one, e.g. --hp with "
+                         '{"teacher": "PATH.keras"} (notebook 02\'s recipe uses the ensemble it has just made)')
     return TrainConfig.from_dict(values)

@@ -57,4 +57,4 @@ def test_ship_needs_finished_runs_or_a_profile_and_ships_nothing_otherwise(tmp_p
 def test_a_lite_that_learns_from_a_teacher_asks_for_one(capsys):
     assert cli.main(["train", "--profile", "full", "--model", "lite", "--data", "synthetic"]) == 2
     err = capsys.readouterr().err
-    assert "learns from a teacher" in err and '"teacher"' in err
+    assert "distillation needs a teacher" in err and '"teacher"' in err
