@@ -222,6 +222,10 @@ class Webcam(anywidget.AnyWidget):
             return
         self.faces = faces
         self.browser_reports += 1
+        self._deliver(faces)
+
+    def _deliver(self, faces: Faces) -> None:
+        """Hand the latest faces to ``on_result``; a failing callback is logged, never raised."""
         if self._on_result is not None:
             try:
                 self._on_result(faces)
@@ -244,11 +248,7 @@ class Webcam(anywidget.AnyWidget):
         self.kernel_ms = (time.perf_counter() - start) * 1000
         self.faces = faces
         self.frames_answered += 1
-        if self._on_result is not None:
-            try:
-                self._on_result(faces)
-            except Exception:  # a user's callback must not stop the stream
-                log.exception("on_result callback failed")
+        self._deliver(faces)
         return {"type": "result", "id": fid, "faces": faces, "kernel_ms": round(self.kernel_ms, 2),
                 "received": self.frames_received, "answered": self.frames_answered}
 
